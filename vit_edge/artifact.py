@@ -1,0 +1,165 @@
+"""Artifacts on disk: the manifest beside every artifact, hashes, and atomic output directories.
+
+Layout of an ``--out`` directory::
+
+    manifest.json      what this is, how it was made, how to feed it (preprocessing, labels)
+    model.onnx | model.xml + model.bin | model.engine (+ model.onnx the engine was built from)
+    report.json / report.md   when convert validated it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from vit_edge.errors import ArtifactError, OutputError
+
+MANIFEST = "manifest.json"
+# Errors that mean "this location cannot take the output", as opposed to a bug elsewhere.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
+FORMAT_VERSION = 1
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def library_versions(*names: str) -> dict:
+    """Installed versions of the libraries that made an artifact (read from metadata, no imports)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import vit_edge
+
+    out = {"vit-edge": vit_edge.__version__}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def write_json(path, data) -> None:
+    """Write JSON atomically (temp file in the same directory, then rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_manifest(directory) -> dict:
+    path = Path(directory) / MANIFEST
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{directory}: no {MANIFEST}", hint="is this a vit-edge --out directory?") from None
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(data, dict) or "target" not in data or "artifact" not in data:
+        raise ArtifactError(f"{path}: not a vit-edge manifest (no target/artifact)")
+    return data
+
+
+def file_entries(directory) -> dict:
+    """name -> sha256 and size of every file in an artifact directory (the manifest excluded)."""
+    directory = Path(directory)
+    entries = {}
+    for p in sorted(directory.iterdir()):
+        if p.is_file() and p.name != MANIFEST and not p.name.startswith("."):
+            entries[p.name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    return entries
+
+
+class _Terminated(BaseException):
+    """SIGTERM turned into an exception so that cleanup code runs (like KeyboardInterrupt for SIGINT)."""
+
+
+@contextlib.contextmanager
+def sigterm_as_exception():
+    """Inside this block SIGTERM unwinds the stack (running ``finally`` clauses) instead of killing us."""
+    def handler(signum, frame):
+        raise _Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out, force: bool = False):
+    """Yield a temporary sibling directory; on success it replaces ``out`` in one rename.
+
+    A failure, Ctrl-C or SIGTERM inside the block removes the temporary directory and leaves any
+    existing ``out`` untouched, so a convert is all or nothing.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputError(f"{out} already exists", hint="pass --force to replace it, or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a directory", hint="choose another --out")
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
+    except OSError as exc:
+        raise OutputError(f"cannot create {out} ({exc.strerror or exc})",
+                          hint="choose a writable --out location") from None
+    try:
+        with sigterm_as_exception():
+            yield tmp
+            if out.exists():
+                trash = parent / f".{out.name}.old-{os.getpid()}-{int(time.time())}"
+                os.rename(out, trash)
+                os.rename(tmp, out)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.rename(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in _DISK_ERRNOS:
+            raise OutputError(f"cannot write {out} ({exc.strerror or exc})",
+                              hint="check free disk space and permissions") from None
+        raise
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, _Terminated):
+            raise KeyboardInterrupt("terminated") from None
+        raise

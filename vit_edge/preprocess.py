@@ -1,0 +1,222 @@
+"""The model's own preprocessing, in numpy and Pillow only (no torch), so artifacts run without torch.
+
+One :class:`PreprocessConfig` travels with every artifact (ONNX metadata and manifest). Both sides of a
+parity check use it, so a preprocessing mismatch can never masquerade as a quantization regression.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vit_edge.errors import DataError, InputError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+# A decompression bomb guard well above any real photo (a 12k x 12k image), far below what exhausts RAM.
+MAX_IMAGE_PIXELS = 150_000_000
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How raw images become the model's NCHW float32 input.
+
+    ``crop_pct`` follows timm: the shorter side is resized to ``input/crop_pct`` and the centre
+    ``input_size`` is cropped. ``resize_mode="squash"`` resizes straight to the input size without
+    keeping the aspect ratio (Hugging Face processors without a centre crop do this).
+    """
+
+    input_size: tuple[int, int] = (224, 224)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    resize_mode: str = "shorter"  # "shorter" (resize shorter side, centre crop) or "squash"
+    channels: int = 3
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self):
+        h, w = self.input_size
+        if h < 1 or w < 1:
+            raise InputError("input size must be positive", got=self.input_size)
+        if self.interpolation not in INTERPOLATIONS:
+            raise InputError(f"unknown interpolation {self.interpolation!r}", expected="|".join(INTERPOLATIONS))
+        if not 0.05 <= self.crop_pct <= 1.0:
+            raise InputError("crop pct must be in (0.05, 1.0]", got=self.crop_pct)
+        if any(s <= 0 for s in self.std):
+            raise InputError("std values must be positive", got=self.std)
+        if self.resize_mode not in ("shorter", "squash"):
+            raise InputError("unknown resize mode", expected="shorter|squash", got=self.resize_mode)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        d.pop("notes")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PreprocessConfig":
+        d = dict(d)
+        d.pop("notes", None)
+        d["input_size"] = tuple(int(x) for x in d["input_size"])
+        d["mean"] = tuple(float(x) for x in d["mean"])
+        d["std"] = tuple(float(x) for x in d["std"])
+        return cls(**d)
+
+    def replace(self, **changes) -> "PreprocessConfig":
+        d = asdict(self)
+        d.update({k: v for k, v in changes.items() if v is not None})
+        return PreprocessConfig(**d)
+
+
+def _pil():
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    return Image
+
+
+def open_image(path) -> "object":
+    """Decode an image file to RGB. Grayscale, palette, RGBA/LA, CMYK and 16-bit images are converted."""
+    Image = _pil()
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return to_rgb(im)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: image too large ({exc})") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        # PIL raises UnidentifiedImageError (an OSError) for non-images and OSError for truncated files.
+        raise DataError(f"{path}: not a decodable image ({type(exc).__name__})") from None
+
+
+def to_rgb(im):
+    """Convert any PIL mode to 8-bit RGB; transparency is composited on black like most decoders show it."""
+    Image = _pil()
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        hi = arr.max() if arr.size else 0
+        if im.mode.startswith("I;16"):
+            arr = arr / 257.0  # 16-bit full range to 8-bit
+        elif hi > 255:
+            arr = arr * (255.0 / hi)
+        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        background = Image.new("RGBA", im.size, (0, 0, 0, 255))
+        im = Image.alpha_composite(background, im)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return im
+
+
+def _resample(name: str):
+    Image = _pil()
+    return {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+            "nearest": Image.Resampling.NEAREST}[name]
+
+
+def resize_and_crop(im, cfg: PreprocessConfig):
+    h, w = cfg.input_size
+    resample = _resample(cfg.interpolation)
+    if cfg.resize_mode == "squash":
+        scale_h, scale_w = (math.floor(h / cfg.crop_pct), math.floor(w / cfg.crop_pct))
+        im = im.resize((scale_w, scale_h), resample)
+    else:
+        # timm semantics: the shorter side becomes floor(size / crop_pct), aspect ratio kept.
+        target = math.floor(min(h, w) / cfg.crop_pct)
+        iw, ih = im.size
+        if iw <= ih:
+            new_w, new_h = target, max(1, round(ih * target / iw))
+        else:
+            new_w, new_h = max(1, round(iw * target / ih)), target
+        new_w, new_h = max(new_w, w), max(new_h, h)
+        if (new_w, new_h) != im.size:
+            im = im.resize((new_w, new_h), resample)
+    iw, ih = im.size
+    left, top = int(round((iw - w) / 2.0)), int(round((ih - h) / 2.0))
+    if (iw, ih) != (w, h):
+        im = im.crop((left, top, left + w, top + h))
+    return im
+
+
+def image_to_array(im, cfg: PreprocessConfig) -> np.ndarray:
+    """One PIL image to a CHW float32 array, normalised with the model's mean and std."""
+    im = resize_and_crop(to_rgb(im), cfg)
+    arr = np.asarray(im, dtype=np.float32) / 255.0
+    arr = (arr - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def _array_image(arr: np.ndarray):
+    """An HWC (or HW) uint8/uint16 array, as users hand us from cv2 or numpy, to a PIL image."""
+    Image = _pil()
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or 0 in arr.shape:
+        raise InputError("an image array must be HxW or HxWxC with C in 1, 3, 4", got=tuple(arr.shape))
+    if arr.dtype == np.uint16:
+        arr = (arr // 257).astype(np.uint8)
+    if arr.dtype != np.uint8:
+        raise InputError("an HWC image array must be uint8 or uint16 (pass float input as an NCHW batch)",
+                         got=str(arr.dtype))
+    if arr.shape[2] == 1:
+        return Image.fromarray(arr[:, :, 0], mode="L")
+    return Image.fromarray(arr, mode="RGB" if arr.shape[2] == 3 else "RGBA")
+
+
+def as_batch(inputs, cfg: PreprocessConfig) -> np.ndarray:
+    """Turn what a user passes to ``predict`` into the model's NCHW float32 batch.
+
+    Accepts an image path, a PIL image, an HWC uint8 array, an NCHW float batch (already preprocessed,
+    used as is), or a list of the first three.
+    """
+    if isinstance(inputs, np.ndarray) and inputs.ndim == 4:
+        return check_batch(inputs, cfg)
+    if isinstance(inputs, (str, Path, np.ndarray)) or hasattr(inputs, "mode"):
+        inputs = [inputs]
+    try:
+        items = list(inputs)
+    except TypeError:
+        raise InputError("cannot read images from this input", expected="path, PIL image, HWC array, "
+                         "NCHW float batch, or a list of them", got=type(inputs).__name__) from None
+    if not items:
+        raise InputError("empty input: nothing to predict", expected="at least one image", got="0")
+    arrays = []
+    for item in items:
+        if isinstance(item, (str, Path)):
+            im = open_image(item)
+        elif isinstance(item, np.ndarray):
+            im = _array_image(item)
+        elif hasattr(item, "mode") and hasattr(item, "size"):
+            im = item
+        else:
+            raise InputError("unsupported input item", expected="path, PIL image or HWC uint8 array",
+                             got=type(item).__name__)
+        arrays.append(image_to_array(im, cfg))
+    return np.stack(arrays)
+
+
+def check_batch(batch: np.ndarray, cfg: PreprocessConfig | None = None, dynamic_size: bool = False) -> np.ndarray:
+    """Validate an already preprocessed NCHW batch; returns it as contiguous float32."""
+    if batch.ndim != 4:
+        raise InputError("a preprocessed batch must be NCHW", expected="4 dimensions", got=batch.ndim)
+    if batch.shape[0] == 0:
+        raise InputError("empty batch: nothing to predict", expected="N >= 1", got=tuple(batch.shape))
+    if not (np.issubdtype(batch.dtype, np.floating)):
+        raise InputError("a preprocessed batch must be floating point", expected="float32", got=str(batch.dtype))
+    if cfg is not None:
+        expected = (cfg.channels, *cfg.input_size)
+        if batch.shape[1] != cfg.channels or (not dynamic_size and tuple(batch.shape[1:]) != expected):
+            raise InputError("batch shape does not match the model input",
+                             expected=f"(N, {', '.join(map(str, expected))})", got=tuple(batch.shape))
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    if not np.isfinite(batch).all():
+        raise InputError("the batch contains NaN or Inf values", expected="finite values", got="non-finite")
+    return batch
