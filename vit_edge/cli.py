@@ -102,6 +102,30 @@ def _thresholds(kw):
             "min_cosine": kw.pop("min_cosine")}
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Log to whatever sys.stderr is now (so redirected or captured stderr sees warnings too)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
+def _setup_logging(verbose: bool) -> None:
+    logger = logging.getLogger("vit_edge")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    for noisy in ("nncf", "openvino", "onnxslim", "torch", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
 def _say(message: str) -> None:
     click.echo(message, err=True)
 
@@ -114,10 +138,7 @@ def _say(message: str) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Show progress details.")
 def cli(verbose):
     """Ship trained Vision Transformers to edge hardware: ONNX, INT8, OpenVINO, TensorRT."""
-    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO if verbose else logging.WARNING)
-    logging.getLogger("vit_edge").setLevel(logging.INFO if verbose else logging.WARNING)
-    for noisy in ("nncf", "openvino", "onnxslim", "torch", "transformers"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    _setup_logging(verbose)
 
 
 @cli.command()

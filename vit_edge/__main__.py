@@ -1,0 +1,3 @@
+from vit_edge.cli import main
+
+main()
