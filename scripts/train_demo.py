@@ -1,6 +1,8 @@
 """Train the built-in demo model: a small ViT on scikit-learn's handwritten digits.
 
-    python scripts/train_demo.py            # writes vit_edge/demo/digits_vit.{safetensors,json}
+    python scripts/train_demo.py                  # writes vit_edge/demo/digits_vit.{safetensors,json}
+    python scripts/train_demo.py --model encoder  # the tests' nn.TransformerEncoder ViT (ReLU MLP):
+                                                  # writes tests/models/encoder_vit_digits.safetensors
 
 Reproducible: fixed seeds, single-threaded deterministic torch, the same 80/20 stratified split that
 ``digits:train`` / ``digits:test`` give. It trains on the exact preprocessing the artifacts carry, so
@@ -9,8 +11,11 @@ the test accuracy written here is what ``vit-edge validate --data digits:test`` 
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,14 +57,25 @@ def accuracy(model, x, y) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
+def encoder_model():
+    path = Path(__file__).resolve().parents[1] / "tests" / "models" / "encoder_vit.py"
+    spec = importlib.util.spec_from_file_location("encoder_vit", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_model(), path.with_name("encoder_vit_digits.safetensors")
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["demo", "encoder"], default="demo")
+    args = parser.parse_args()
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     gen = torch.Generator().manual_seed(SEED)
     x_train, y_train = tensors("train")
     x_test, y_test = tensors("test")
-    model = TinyViT(**ARCH)
+    model, weights = (TinyViT(**ARCH), WEIGHTS) if args.model == "demo" else encoder_model()
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.05)
     steps = EPOCHS * ((len(x_train) + BATCH - 1) // BATCH)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.1)
@@ -79,7 +95,10 @@ def main():
             print(f"epoch {epoch + 1}: loss {loss.item():.3f} test acc {accuracy(model, x_test, y_test):.4f} "
                   f"({time.time() - start:.0f}s)")
     acc = accuracy(model, x_test, y_test)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(WEIGHTS))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    print(f"test accuracy {acc:.4f} on {len(x_test)} held-out digits; wrote {weights}")
+    if args.model != "demo":
+        return
     CONFIG.write_text(json.dumps({
         "name": "digits-vit",
         "architecture": ARCH,
@@ -90,7 +109,6 @@ def main():
         "test_data": "digits:test",
         "test_samples": len(x_test),
     }, indent=2) + "\n")
-    print(f"test accuracy {acc:.4f} on {len(x_test)} held-out digits; wrote {WEIGHTS}")
 
 
 if __name__ == "__main__":
