@@ -87,13 +87,24 @@ def open_image(path) -> "object":
     path = Path(path)
     try:
         with Image.open(path) as im:
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse before decoding anything.
+            check_image_size(im.size, path)
             im.load()
             return to_rgb(im)
-    except Image.DecompressionBombError as exc:
-        raise DataError(f"{path}: image too large ({exc})") from None
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: image too large", expected=f"at most {MAX_IMAGE_PIXELS:,} pixels",
+                        hint="downscale it; this limit guards against decompression bombs") from None
     except (OSError, ValueError, SyntaxError) as exc:
         # PIL raises UnidentifiedImageError (an OSError) for non-images and OSError for truncated files.
         raise DataError(f"{path}: not a decodable image ({type(exc).__name__})") from None
+
+
+def check_image_size(size, name="image") -> None:
+    w, h = size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise DataError(f"{name}: image too large", expected=f"at most {MAX_IMAGE_PIXELS:,} pixels",
+                        got=f"{w}x{h} = {w * h:,} pixels",
+                        hint="downscale it; this limit guards against decompression bombs")
 
 
 def to_rgb(im):
@@ -216,7 +227,8 @@ def check_batch(batch: np.ndarray, cfg: PreprocessConfig | None = None, dynamic_
         if batch.shape[1] != cfg.channels or (not dynamic_size and tuple(batch.shape[1:]) != expected):
             raise InputError("batch shape does not match the model input",
                              expected=f"(N, {', '.join(map(str, expected))})", got=tuple(batch.shape))
-    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf, rejected just below
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
     if not np.isfinite(batch).all():
         raise InputError("the batch contains NaN or Inf values", expected="finite values", got="non-finite")
     return batch

@@ -95,15 +95,21 @@ def _timm_suggestion(name: str) -> str:
     return f"; did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
 
 
-def load_model(spec: str | None = None, *, checkpoint=None, task: str = "classify", labels_file=None,
+def load_model(spec: str | None = None, *, checkpoint=None, task: str | None = None, labels_file=None,
                trust_checkpoint: bool = False, seed: int = 0, **preprocess_overrides) -> LoadedModel:
     """Load MODEL ``spec``; keyword overrides (input_size, mean, std, interpolation, crop_pct) win over
-    what the model declares."""
-    if task not in TASKS:
+    what the model declares. ``task`` None means the model's own: classify, or what an ONNX file records."""
+    if task is not None and task not in TASKS:
         raise ModelSpecError(f"unknown task {task!r}", hint=f"use one of {', '.join(TASKS)}")
     kind, value = parse_spec(spec)
+    if checkpoint is not None and kind in ("demo", "onnx"):
+        raise ModelSpecError(f"--checkpoint does not apply to a {kind} model (its weights are built in)",
+                             hint="drop --checkpoint, or name the architecture, e.g. timm:NAME")
     if kind == "onnx":
         loaded = _from_onnx(Path(value))
+        if task is not None and task != loaded.task:
+            raise ModelSpecError(f"--task {task} does not apply to {value}: an ONNX file's task is fixed "
+                                 f"(this one: {loaded.task})", hint="drop --task, or convert the original model")
     else:
         from vit_edge.errors import require
 
@@ -117,9 +123,7 @@ def load_model(spec: str | None = None, *, checkpoint=None, task: str = "classif
         loaded.module.eval()
         if loaded.source.get("random_init"):
             _redraw_zero_weights(loaded.module, seed)
-        loaded = _apply_task(loaded, task)
-    if checkpoint is not None and kind in ("demo", "onnx"):
-        raise ModelSpecError(f"--checkpoint does not apply to a {kind} model")
+        loaded = _apply_task(loaded, task or "classify")
     if labels_file is not None:
         loaded.labels = read_labels(labels_file)
     overrides = {k: v for k, v in preprocess_overrides.items() if v is not None}

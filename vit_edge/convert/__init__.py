@@ -54,7 +54,7 @@ def target_module(target: str):
 
 
 def convert(model=None, *, target: str = "onnx", precision: str = "fp32", out, force: bool = False,
-            checkpoint=None, task: str = "classify", labels_file=None, trust_checkpoint: bool = False,
+            checkpoint=None, task: str | None = None, labels_file=None, trust_checkpoint: bool = False,
             seed: int = 0, preprocess: dict | None = None, **options) -> ConvertResult:
     """Convert MODEL (a spec string or a ``LoadedModel``) into an artifact directory ``out``.
 
@@ -67,6 +67,9 @@ def convert(model=None, *, target: str = "onnx", precision: str = "fp32", out, f
 
     if precision not in PRECISIONS:
         raise VitEdgeError(f"unknown precision {precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
+    if options.get("calib") is not None and precision != "int8":
+        raise VitEdgeError(f"--calib is only used for INT8, but --precision is {precision}",
+                           hint="add --precision int8, or drop --calib")
     module = target_module(target)
     out = Path(out)
     if out.exists() and not force:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import warnings
 from pathlib import Path
 
@@ -41,7 +40,13 @@ def export_fp32(job, path: Path) -> Path:
     """Export (or copy) the FP32 ONNX to ``path`` and prove it matches torch on real images."""
     loaded = job.loaded
     if loaded.onnx_path is not None:
-        shutil.copyfile(loaded.onnx_path, path)
+        import onnx
+
+        from vit_edge.onnx_meta import load_onnx
+
+        # Load (external data included, confined to the model's folder) and save as one file: a plain copy
+        # would leave the weights of an external-data model behind.
+        onnx.save(load_onnx(loaded.onnx_path, load_external_data=True), str(path))
         job.manifest["export"] = {"exporter": "none (input was ONNX)"}
         return path
     opset = int(job.option("opset", DEFAULT_OPSET))
