@@ -20,13 +20,27 @@ import tempfile
 import time
 from pathlib import Path
 
-from vit_edge.errors import ArtifactError, OutputError
+from vit_edge.errors import ArtifactError, OutputError, VitEdgeError
 
 MANIFEST = "manifest.json"
 # Errors that mean "this location cannot take the output", as opposed to a bug elsewhere.
 # EFBIG: a file-size limit (RLIMIT_FSIZE, or a filesystem's own maximum) was hit.
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EROFS, errno.EPERM}
 FORMAT_VERSION = 1
+
+
+def disk_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc`` (itself or a cause) when it means the output location cannot take more data.
+
+    Libraries that write files (exporters, quantizers) often wrap it; callers re-raise it so the user hears
+    "disk full" rather than "the exporter failed"."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:
@@ -157,11 +171,12 @@ def atomic_output_dir(out, force: bool = False):
         try:
             yield tmp
             _replace_dir(tmp, out, parent)
-        except OSError as exc:
+        except Exception as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            if exc.errno in _DISK_ERRNOS:
-                raise OutputError(f"cannot write {out} ({exc.strerror or exc})",
-                                  hint="check free disk space and permissions") from None
+            full = None if isinstance(exc, VitEdgeError) else disk_error(exc)
+            if full is not None:
+                raise OutputError(f"cannot write {out} ({full.strerror or full})",
+                                  hint="check free disk space, file-size limits and permissions") from None
             raise
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -94,6 +94,10 @@ def open_image(path) -> "object":
     except Image.DecompressionBombError:
         raise DataError(f"{path}: image too large", expected=f"at most {MAX_IMAGE_PIXELS:,} pixels",
                         hint="downscale it; this limit guards against decompression bombs") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such image file", hint="check the path") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a directory, not an image", hint="pass the image files inside it") from None
     except (OSError, ValueError, SyntaxError) as exc:
         # PIL raises UnidentifiedImageError (an OSError) for non-images and OSError for truncated files.
         raise DataError(f"{path}: not a decodable image ({type(exc).__name__})") from None

@@ -69,6 +69,8 @@ def export_torch(module, preprocess, path: Path, *, opset: int = DEFAULT_OPSET, 
     """
     import torch
 
+    from vit_edge.artifact import disk_error
+
     h, w = preprocess.input_size
     example = torch.randn(2, preprocess.channels, h, w)
     errors = []
@@ -79,6 +81,8 @@ def export_torch(module, preprocess, path: Path, *, opset: int = DEFAULT_OPSET, 
                 _export_with(exporter, module, example, path, opset, dynamic_size)
             break
         except Exception as exc:  # exporters raise anything; keep the reason and try the next one
+            if disk_error(exc):
+                raise  # a full disk is not the exporter's fault; another exporter would fail the same way
             errors.append(f"{exporter}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
             log.info("%s exporter failed, trying the next one: %s", exporter, errors[-1])
             path.unlink(missing_ok=True)
