@@ -7,6 +7,7 @@ parity check use it, so a preprocessing mismatch can never masquerade as a quant
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -86,8 +87,11 @@ def open_image(path) -> "object":
     Image = _pil()
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse before decoding anything.
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse before decoding anything.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             check_image_size(im.size, path)
             im.load()
             return to_rgb(im)
