@@ -83,9 +83,8 @@ def test_trust_checkpoint_is_an_explicit_opt_out(pickle_with_objects, caplog):
 
 
 def test_trust_checkpoint_flag_reaches_the_loader(pickle_with_objects, tmp_path):
-    """With --trust-checkpoint the same file loads (it then fails later, for a reason only a loaded file
-    can have: it does not fit the demo weights' architecture... here a fast stand-in: the torchvision
-    model it is not for)."""
+    """With --trust-checkpoint the same file is read (with a warning): it then fails for a reason only a
+    read file can have, not fitting the torchvision architecture it is passed for."""
     path, _ = pickle_with_objects
     result = run_cli("convert", "torchvision:vit_b_16", "--checkpoint", path, "--trust-checkpoint",
                      "--out", tmp_path / "out")
@@ -99,8 +98,8 @@ def _external_copy(demo_onnx, folder, location="weights.bin"):
 
     folder.mkdir()
     model = onnx.load(str(demo_onnx / "model.onnx"))
-    onnx.save(model, str(folder / "model.onnx"), save_as_external_data=True, all_tensors_to_external_data=True,
-              location=location, size_threshold=0)
+    onnx.save(model, str(folder / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=location)  # tensors over 1 kB: all the weights
     return folder / "model.onnx"
 
 
