@@ -119,19 +119,29 @@ def to_rgb(im):
     """Convert any PIL mode to 8-bit RGB; transparency is composited on black like most decoders show it."""
     Image = _pil()
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        hi = arr.max() if arr.size else 0
+        with np.errstate(invalid="ignore"):  # NaN pixels of float images are replaced just below
+            arr = np.asarray(im, dtype=np.float64)
         if im.mode.startswith("I;16"):
             arr = arr / 257.0  # 16-bit full range to 8-bit
-        elif hi > 255:
-            arr = arr * (255.0 / hi)
+        else:
+            finite = arr[np.isfinite(arr)]
+            hi = finite.max() if finite.size else 0.0
+            arr = np.nan_to_num(arr, nan=0.0, posinf=max(hi, 255.0), neginf=0.0)  # float images may hold NaN/Inf
+            if hi > 255:
+                arr = arr * (255.0 / hi)
         im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+    if im.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts these only to their plain-alpha mode
+        im = im.convert(im.mode[:-1] + "A")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         background = Image.new("RGBA", im.size, (0, 0, 0, 255))
         im = Image.alpha_composite(background, im)
     if im.mode != "RGB":
-        im = im.convert("RGB")
+        try:
+            im = im.convert("RGB")
+        except ValueError as exc:
+            raise InputError(f"cannot convert a {im.mode} image to RGB ({exc})",
+                             hint="convert it to RGB before passing it") from None
     return im
 
 
