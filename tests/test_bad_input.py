@@ -7,6 +7,7 @@ is current, so the documentation cannot drift from what is tested.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +182,9 @@ def bad_files(tmp_path_factory, demo_onnx) -> Path:
     (d / "badmanifest" / "manifest.json").write_text("{not json")
     shutil.copytree(demo_onnx, d / "noartifact")
     (d / "noartifact" / "model.onnx").unlink()
+    shutil.copytree(demo_onnx, d / "escape")
+    manifest = json.loads((d / "escape" / "manifest.json").read_text())
+    (d / "escape" / "manifest.json").write_text(json.dumps({**manifest, "artifact": "../truncated.onnx"}))
     np.save(d / "wrong.npy", np.zeros((2, 3, 8, 8), np.float32))
     (d / "zero.png").write_bytes(b"")
     Image.new("1", (13000, 13000)).save(d / "bomb.png")  # 169 Mpx: between Pillow's warning and its error
@@ -307,6 +311,8 @@ API_CASES = [
     ApiCase("load-garbage", "runtimes.load of a broken .onnx", _load("{d}/garbage.onnx"), "ArtifactError", "ONNX"),
     ApiCase("load-external", "runtimes.load of an .onnx with ../ external data", _load("{d}/ext/dotdot.onnx"),
             "ArtifactError", "points outside"),
+    ApiCase("manifest-escape", "runtimes.load of a folder whose manifest names ../truncated.onnx",
+            _load("{d}/escape"), "ArtifactError", "outside its folder"),
     ApiCase("model-typo", "load_model with a misspelled timm name", _load_model("timm:vit_tiny_patch16_22"),
             "ModelSpecError", "did you mean timm:vit_tiny_patch16_224"),
     ApiCase("task-typo", "load_model with an unknown task", _load_model("demo", task="feature"),
