@@ -133,3 +133,21 @@ def test_existing_onnx_skips_export_and_keeps_metadata(tmp_path, demo_onnx):
     assert manifest["preprocess"]["input_size"] == [32, 32]
     assert manifest["labels"][3] == "3"
     assert manifest["source"]["kind"] == "onnx"
+
+
+def test_labels_file_and_preprocessing_overrides_reach_the_artifact(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"digit {d}" for d in range(10)) + "\n")
+    out = tmp_path / "out"
+    result = run_cli("convert", "--labels", labels, "--mean", "0.4,0.4,0.4", "--std", "0.6,0.6,0.6",
+                     "--interpolation", "bicubic", "--out", out, "--tolerance", "1e-4")
+    assert result.code == 0, result.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["labels"][9] == "digit 9"
+    assert manifest["preprocess"]["mean"] == [0.4, 0.4, 0.4]
+    assert manifest["preprocess"]["interpolation"] == "bicubic"
+    from vit_edge import runtimes
+
+    assert runtimes.load(out).topk(load_images("digits:test").items[:1], k=1)[0][0][0].startswith("digit ")
+    info = run_cli("info", out)
+    assert info.code == 0 and json.loads(info.out)["preprocess"]["std"] == [0.6, 0.6, 0.6]

@@ -78,3 +78,17 @@ def test_class_folders_are_matched_to_the_model_labels(demo_onnx, tmp_path):
     data = json.loads(report.read_text())
     assert data["samples"] == 40 and data["skipped_files"] == 1
     assert data["candidate"]["top1"] >= 0.95  # labels matched, not shuffled
+
+
+def test_digits_split_written_as_a_folder_validates_like_the_builtin_spec(demo_onnx, tmp_path):
+    folder = tmp_path / "digits-test"
+    result = run_cli("data", "digits:test", "--out", folder)
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in folder.iterdir()) == [str(d) for d in range(10)]
+    assert sum(1 for _ in folder.rglob("*.png")) == 360
+    report = tmp_path / "r.json"
+    assert run_cli("validate", demo_onnx, "--data", folder, "--json", report).code == 0
+    data = json.loads(report.read_text())
+    builtin = tmp_path / "b.json"
+    assert run_cli("validate", demo_onnx, "--data", "digits:test", "--json", builtin).code == 0
+    assert data["candidate"]["top1"] == json.loads(builtin.read_text())["candidate"]["top1"]
