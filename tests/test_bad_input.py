@@ -96,6 +96,8 @@ CLI_CASES = [
             ("--mean", "3 comma-separated numbers")),
     CliCase("std-zero", "convert", "--std with a zero", ("convert", "--std", "0,0.5,0.5"),
             ("--std", "must be positive")),
+    CliCase("interpolation-typo", "convert", "--interpolation lanczos", ("convert", "--interpolation", "lanczos"),
+            ("--interpolation", "lanczos", "bicubic")),
     CliCase("target-typo", "convert", "--target openvin", ("convert", "--target", "openvin"),
             ("--target", "openvino")),
     CliCase("calib-without-int8", "convert", "--calib with --precision fp32",
@@ -106,6 +108,8 @@ CLI_CASES = [
             ("cannot read labels file",)),
     CliCase("out-exists", "convert", "--out exists, no --force", ("convert", "--out", "{demo}"),
             ("already exists", "--force")),
+    CliCase("out-under-file", "convert", "--out inside a path that is a file",
+            ("convert", "--out", "{d}/notes.txt/sub/out"), ("cannot create", "writable --out")),
     CliCase("out-is-file", "convert", "--out is a file", ("convert", "--out", "{d}/notes.txt", "--force"),
             ("not a directory", "another --out")),
     # ---------------------------------------------------------------- validate
@@ -229,6 +233,58 @@ def test_cli_bad_input(case, bad_files, demo_onnx, tmp_path):
     assert list(tmp_path.iterdir()) == []
     assert sorted(p.name for p in bad_files.iterdir()) == before
     assert not (bad_files / "PWNED").exists()
+
+
+def test_checkpoint_with_mismatched_keys_names_them(tmp_path):
+    import torch
+
+    state = {"patch_embed.weight": torch.zeros(64, 3, 4, 4), "blocks.0.unknown": torch.zeros(3)}
+    checkpoint = tmp_path / "wrong.pth"
+    torch.save(state, checkpoint)
+    result = run_cli("convert", ENCODER, "--checkpoint", checkpoint, "--out", tmp_path / "out")
+    assert_one_line_error(result, 2, "missing keys", "unexpected keys", "blocks.0.unknown", "patch_embed.bias")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wrong.pth"]
+
+
+def test_existing_out_without_force_is_untouched(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert_one_line_error(run_cli("convert", "--out", out), 2, "already exists", "--force")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_failed_validate_writes_no_report(demo_onnx, tmp_path):
+    (tmp_path / "empty").mkdir()
+    report = tmp_path / "r.json"
+    assert_one_line_error(run_cli("validate", demo_onnx, "--data", tmp_path / "empty", "--json", report), 2,
+                          "holds no files")
+    assert not report.exists()
+
+
+def _mode_images():
+    from PIL import Image
+
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    gray16 = Image.fromarray((np.asarray(rgb.convert("L"), np.uint16) * 257))
+    return {"L": rgb.convert("L"), "RGBA": rgb.convert("RGBA"), "CMYK": rgb.convert("CMYK"), "I;16": gray16,
+            "P": rgb.convert("P"), "LA": rgb.convert("LA"), "1": rgb.convert("1"), "RGB": rgb}
+
+
+@pytest.mark.parametrize("mode", list(_mode_images()))
+def test_every_image_mode_is_converted(tmp_path, mode):
+    """Shapes for every mode are covered by test_properties; this checks 16-bit gray lands on the 8-bit scale."""
+    from vit_edge.preprocess import PreprocessConfig, image_to_array, open_image
+
+    cfg = PreprocessConfig(input_size=(32, 32))
+    image = _mode_images()[mode]
+    path = tmp_path / f"img.{'tiff' if mode in ('I;16', 'CMYK') else 'png'}"
+    image.save(path)
+    arr = image_to_array(open_image(path), cfg)
+    assert arr.shape == (3, 32, 32) and arr.dtype == np.float32 and np.isfinite(arr).all()
+    if mode == "I;16":
+        ref = image_to_array(_mode_images()["L"], cfg)
+        assert float(np.abs(arr - ref).max()) < 0.05
 
 
 # ---------------------------------------------------------------- the Python API

@@ -129,7 +129,7 @@ def to_rgb(im):
             arr = np.nan_to_num(arr, nan=0.0, posinf=max(hi, 255.0), neginf=0.0)  # float images may hold NaN/Inf
             if hi > 255:
                 arr = arr * (255.0 / hi)
-        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
     if im.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts these only to their plain-alpha mode
         im = im.convert(im.mode[:-1] + "A")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
@@ -196,8 +196,8 @@ def _array_image(arr: np.ndarray):
         raise InputError("an HWC image array must be uint8 or uint16 (pass float input as an NCHW batch)",
                          got=str(arr.dtype))
     if arr.shape[2] == 1:
-        return Image.fromarray(arr[:, :, 0], mode="L")
-    return Image.fromarray(arr, mode="RGB" if arr.shape[2] == 3 else "RGBA")
+        return Image.fromarray(arr[:, :, 0])
+    return Image.fromarray(arr)  # uint8 HxWx3 is RGB, HxWx4 RGBA
 
 
 def as_batch(inputs, cfg: PreprocessConfig) -> np.ndarray:
