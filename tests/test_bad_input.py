@@ -106,6 +106,8 @@ CLI_CASES = [
             ("convert", "{demo}/model.onnx", "--task", "features"), ("does not apply", "drop --task")),
     CliCase("labels-missing", "convert", "--labels file missing", ("convert", "--labels", "{d}/missing.txt"),
             ("cannot read labels file",)),
+    CliCase("labels-count", "convert", "--labels with 3 names for a 10-class model",
+            ("convert", "--labels", "{d}/three-labels.txt"), ("labels do not match", "expected 10 names", "got 3")),
     CliCase("out-exists", "convert", "--out exists, no --force", ("convert", "--out", "{demo}"),
             ("already exists", "--force")),
     CliCase("out-under-file", "convert", "--out inside a path that is a file",
@@ -172,6 +174,7 @@ def bad_files(tmp_path_factory, demo_onnx) -> Path:
     (d / "notimages" / "a.txt").write_text("hello")
     (d / "notimages" / "b.jpg").write_bytes(b"not a jpeg")
     (d / "notes.txt").write_text("notes")
+    (d / "three-labels.txt").write_text("cat\ndog\nbird\n")
     (d / "model.py").write_text("x = 1\n")
     (d / "empty.pth").write_bytes(b"")
     (d / "garbage.pth").write_bytes(b"\x80\x02garbage that is no pickle")

@@ -177,6 +177,12 @@ def check_export_parity(job, path: Path) -> dict:
     batch, source = parity_images(job)
     with torch.no_grad():
         reference = job.loaded.module(torch.from_numpy(batch)).float().numpy()
+    labels = job.loaded.labels
+    if job.loaded.task == "classify" and labels and len(labels) != reference.shape[1]:
+        from vit_edge.errors import ModelSpecError
+
+        raise ModelSpecError("the labels do not match the model's classes", expected=f"{reference.shape[1]} names",
+                             got=f"{len(labels)}", hint="check the --labels file (one name per class, in order)")
     runtime = ONNXRuntime(path, preprocess=job.loaded.preprocess)
     candidate = np.concatenate([runtime.run(batch[:1]), runtime.run(batch[1:])])  # batch 1 and N: axis is dynamic
     err = float(np.abs(candidate - reference).max())
