@@ -97,9 +97,11 @@ def load_calibration(spec, preprocess, *, size: int = DEFAULT_SIZE, seed: int = 
     elif images.skipped:
         log.warning("calibration: skipped %d undecodable files in %s", len(images.skipped), source)
     holdout = None
-    if images.labelled:
-        used = set(int(i) for i in used_indices)
-        rest = [i for i in range(len(images)) if i not in used]
+    # Labelled images calibration did not touch can check the result, if their classes are the model's.
+    if images.labelled and (not label_names or images.class_names == [str(n) for n in label_names]):
+        tried = set(int(i) for i in used_indices) | {i for i, item in enumerate(images.items)
+                                                     if str(item) in set(images.skipped)}
+        rest = [i for i in range(len(images)) if i not in tried]
         if rest:
             holdout = images.subset(rest)
             holdout.source = f"{source} (held out from calibration)"

@@ -47,6 +47,7 @@ def check_int8_options(precision: str, options: dict) -> None:
                         hint="pass --calib with an image folder, a .npy/.npz of preprocessed images, or a "
                              "built-in spec like digits:train (vit-edge never calibrates on random data)")
     calib = load_images(options["calib"])  # lists files only: missing/empty sources fail here, not after export
+    _require_one_decodable(calib)
     drop = options.get("max_accuracy_drop")
     if drop is not None:
         if drop < 0:
@@ -57,6 +58,22 @@ def check_int8_options(precision: str, options: dict) -> None:
             where = f"--validate {validate}" if validate else f"--calib {options['calib']} (no --validate given)"
             raise DataError(f"--max-accuracy-drop needs labelled validation data, but {where} has no labels",
                             hint="pass --validate with class subfolders, a .npz with labels, or digits:test")
+
+
+def _require_one_decodable(images) -> None:
+    """Fail before the export when not a single calibration file decodes (a folder of non-images)."""
+    from vit_edge.preprocess import open_image
+
+    if images.preprocessed is not None or not all(isinstance(item, (str, Path)) for item in images.items):
+        return
+    for item in images.items:
+        try:
+            open_image(item)
+            return
+        except DataError:
+            continue
+    raise DataError(f"{images.source}: none of its {len(images.items)} files is a decodable image",
+                    hint="point --calib at a folder of JPEG/PNG images")
 
 
 # ---------------------------------------------------------------- calibration and settings
