@@ -104,13 +104,24 @@ def test_calib_alone_validates_on_the_held_out_part(demo_onnx, tmp_path):
     assert report["passed"] and "validated on 1337 labelled images" in result.err
 
 
-def test_failed_gate_exits_1_and_keeps_the_report(demo_onnx, tmp_path):
-    out = tmp_path / "out"
+@pytest.fixture(scope="session")
+def collapsed_int8(demo_onnx, tmp_path_factory):
+    """Calibrated on constant images (what a 'synthetic fallback' amounts to): INT8 accuracy collapses."""
+    folder = tmp_path_factory.mktemp("collapsed")
+    np.save(folder / "gray.npy", np.zeros((10, 3, 32, 32), np.float32))
+    out = folder / "out"
     result = run_cli("convert", demo_onnx / "model.onnx", "--target", "onnx", "--precision", "int8",
-                     "--calib", "digits:train", "--calib-size", "100", "--validate", "digits:test",
-                     "--validate-limit", "100", "--reference", ENCODER, "--out", out)
+                     "--calib", folder / "gray.npy", "--validate", "digits:test", "--out", out)
+    return out, result
+
+
+def test_failed_gate_exits_1_and_keeps_the_report(collapsed_int8):
+    out, result = collapsed_int8
     assert result.code == 1, result.err
-    assert "parity failed" in result.err and "FAILED" in (out / "report.md").read_text()
+    assert "error: parity failed: top-1 agreement" in result.err
+    report = json.loads((out / "report.json").read_text())
+    assert not report["passed"] and report["top1_agreement"] < 0.5
+    assert "FAILED" in (out / "report.md").read_text()
 
 
 def test_accuracy_control_and_ignore(demo_ov_int8, tmp_path):
@@ -134,17 +145,14 @@ def test_accuracy_control_and_ignore(demo_ov_int8, tmp_path):
     assert manifest["validation"]["passed"]
 
 
-def test_validate_junit_reflects_pass_and_fail(demo_ov_int8, tmp_path):
-    out, _ = demo_ov_int8
-    passed = tmp_path / "pass.xml"
-    result = run_cli("validate", out, "--data", "digits:test", "--limit", "100", "--junit", passed)
+def test_validate_junit_reflects_pass_and_fail(demo_ov_int8, collapsed_int8, tmp_path):
+    passed, failed = tmp_path / "pass.xml", tmp_path / "fail.xml"
+    result = run_cli("validate", demo_ov_int8[0], "--data", "digits:test", "--limit", "100", "--junit", passed)
     assert result.code == 0, result.err
     suite = ET.parse(passed).getroot()
     assert suite.tag == "testsuite" and suite.get("tests") == "1" and suite.get("failures") == "0"
     assert suite.find("testcase/failure") is None
-    failed = tmp_path / "fail.xml"
-    result = run_cli("validate", out, "--data", "digits:test", "--limit", "100", "--reference", ENCODER,
-                     "--junit", failed)  # an untrained reference: agreement ~10%
+    result = run_cli("validate", collapsed_int8[0], "--data", "digits:test", "--limit", "100", "--junit", failed)
     assert result.code == 1
     suite = ET.parse(failed).getroot()
     assert suite.get("failures") == "1"

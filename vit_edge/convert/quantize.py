@@ -295,6 +295,9 @@ def quantize_onnx(job, src: Path, dst: Path, *, symmetric_activations: bool = Fa
     import onnx
 
     model = onnx.load(str(src))
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        raise VitEdgeError(f"{src.name} is already quantized (it holds QuantizeLinear/DequantizeLinear nodes)",
+                           hint="start INT8 from the FP32 model")
     input_name = model.graph.input[0].name
 
     def evaluate(candidate, batch):
