@@ -101,9 +101,21 @@ CLI_CASES = [
     CliCase("target-typo", "convert", "--target openvin", ("convert", "--target", "openvin"),
             ("--target", "openvino")),
     CliCase("calib-without-int8", "convert", "--calib with --precision fp32",
-            ("convert", "--calib", "{d}/notimages"), ("only used for INT8", "--precision int8")),
+            ("convert", "--calib", "{d}/notimages"), ("only apply to --precision int8", "add --precision int8")),
     CliCase("task-on-onnx", "convert", "--task features on an ONNX classifier",
             ("convert", "{demo}/model.onnx", "--task", "features"), ("does not apply", "drop --task")),
+    CliCase("int8-no-calib", "convert", "--precision int8 without --calib", ("convert", "--precision", "int8"),
+            ("needs calibration images", "--calib")),
+    CliCase("calib-not-images", "convert", "--calib folder of non-images",
+            ("convert", "--precision", "int8", "--calib", "{d}/notimages"), ("none of its 2 files", "--calib")),
+    CliCase("calib-empty", "convert", "--calib empty folder", ("convert", "--precision", "int8", "--calib", "{d}/empty"),
+            ("holds no files",)),
+    CliCase("calib-missing", "convert", "--calib path missing",
+            ("convert", "--target", "openvino", "--precision", "int8", "--calib", "{d}/nothere"),
+            ("no such file or folder",)),
+    CliCase("accuracy-drop-unlabelled", "convert", "--max-accuracy-drop with unlabelled data",
+            ("convert", "--precision", "int8", "--calib", "{d}/flat", "--max-accuracy-drop", "1"),
+            ("needs labelled validation data", "--validate")),
     CliCase("labels-missing", "convert", "--labels file missing", ("convert", "--labels", "{d}/missing.txt"),
             ("cannot read labels file",)),
     CliCase("labels-count", "convert", "--labels with 3 names for a 10-class model",
@@ -174,6 +186,8 @@ def bad_files(tmp_path_factory, demo_onnx) -> Path:
     (d / "notimages" / "a.txt").write_text("hello")
     (d / "notimages" / "b.jpg").write_bytes(b"not a jpeg")
     (d / "notes.txt").write_text("notes")
+    (d / "flat").mkdir()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(d / "flat" / "red.png")
     (d / "three-labels.txt").write_text("cat\ndog\nbird\n")
     (d / "model.py").write_text("x = 1\n")
     (d / "empty.pth").write_bytes(b"")

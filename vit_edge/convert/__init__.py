@@ -68,9 +68,6 @@ def convert(model=None, *, target: str = "onnx", precision: str = "fp32", out, f
 
     if precision not in PRECISIONS:
         raise VitEdgeError(f"unknown precision {precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
-    if options.get("calib") is not None and precision != "int8":
-        raise VitEdgeError(f"--calib is only used for INT8, but --precision is {precision}",
-                           hint="add --precision int8, or drop --calib")
     module = target_module(target)
     out = Path(out)
     if out.exists() and not force:
