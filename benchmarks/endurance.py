@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import gc
 import json
 import sys
 import tempfile
@@ -43,6 +44,7 @@ def live_rss(process) -> int:
     """RSS after handing freed heap pages back to the OS. Eight threads allocating batches leave glibc
     arenas holding freed memory (OpenVINO: +5-7% early on, then flat); a leak is memory still in use,
     which trimming cannot return, so this measures what matters."""
+    gc.collect()
     _trim(0)
     return process.memory_info().rss
 

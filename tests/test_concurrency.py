@@ -32,4 +32,4 @@ def test_threads_match_sequential_and_memory_is_flat(shared_runtime):
     result = endurance.endurance(shared_runtime, threads=8, predictions=10_000, warmup=1_000)
     assert result["predictions"] == 10_000
     assert result["mismatches"] == 0, result
-    assert result["rss_growth"] < 0.05, result
+    assert result["rss_growth"] < 0.05, str(result)
