@@ -155,6 +155,30 @@ CLI_CASES = [
     CliCase("report-unwritable", "validate", "--json into a missing folder",
             ("validate", "{demo}", "--data", "digits:test", "--limit", "2", "--json", "{d}/nothere/r.json"),
             ("cannot write", "folder exists")),
+    # ---------------------------------------------------------------- bench
+    CliCase("bench-missing", "bench", "artifact file missing", ("bench", "{d}/nothere.onnx"),
+            ("no such artifact file",)),
+    CliCase("bench-truncated", "bench", "truncated .onnx", ("bench", "{d}/truncated.onnx"),
+            ("not a readable ONNX", "truncated")),
+    CliCase("bench-no-manifest", "bench", "folder without manifest.json", ("bench", "{d}/notimages"),
+            ("without manifest.json", "--out directory")),
+    CliCase("bench-model-typo", "bench", "misspelled MODEL spec", ("bench", "timm:vit_tiny_patch16_22"),
+            ("did you mean timm:vit_tiny_patch16_224",)),
+    CliCase("bench-batch", "bench", "--batch 0", ("bench", "{demo}", "--batch", "0"), ("--batch", "positive integers")),
+    CliCase("bench-batch-syntax", "bench", "--batch 1;8", ("bench", "{demo}", "--batch", "1;8"),
+            ("--batch", "comma-separated")),
+    CliCase("bench-duration", "bench", "--duration 0", ("bench", "{demo}", "--duration", "0"), ("--duration", "x>0")),
+    CliCase("bench-report-unwritable", "bench", "--json into a missing folder",
+            ("bench", "{demo}", "--json", "{d}/nothere/r.json"), ("cannot write", "create it first")),
+    # ---------------------------------------------------------------- build-engine
+    CliCase("engine-missing-dir", "build-engine", "folder missing", ("build-engine", "{d}/nothere"),
+            ("no manifest.json", "--out directory")),
+    CliCase("engine-not-tensorrt", "build-engine", "an ONNX --out folder", ("build-engine", "{demo}"),
+            ("not a TensorRT one", "--target tensorrt")),
+    CliCase("engine-batch", "build-engine", "--batch 4:2:1", ("build-engine", "{demo}", "--batch", "4:2:1"),
+            ("--batch", "MIN <= OPT <= MAX")),
+    CliCase("engine-workspace", "build-engine", "--workspace 0", ("build-engine", "{demo}", "--workspace", "0"),
+            ("--workspace", "x>=0.01")),
     # ---------------------------------------------------------------- predict (images)
     CliCase("image-zero-bytes", "predict", "0-byte image", ("predict", "{demo}", "{d}/zero.png"),
             ("not a decodable image",)),
@@ -239,6 +263,10 @@ def _fill(arg: str, d: Path, demo: Path) -> str:
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
 def test_cli_bad_input(case, bad_files, demo_onnx, tmp_path):
+    from vit_edge.cli import cli
+
+    if case.command not in cli.commands:
+        pytest.skip(f"the {case.command} command is not merged yet")
     out = tmp_path / "out"
     args = [_fill(a, bad_files, demo_onnx) for a in case.args]
     if args[0] == "convert" and "--out" not in args:
