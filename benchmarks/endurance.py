@@ -90,7 +90,8 @@ def endurance(runtime, *, threads: int, predictions: int, warmup: int = 1000) ->
             "threads": threads, "predictions": predictions, "seconds": round(seconds, 2),
             "predictions_per_second": round(predictions / seconds, 1), "mismatches": state["mismatches"],
             "rss_after_warmup_mib": round(rss_warm / 2**20, 1), "rss_end_mib": round(rss_end / 2**20, 1),
-            "rss_growth": round(rss_end / rss_warm - 1, 4)}
+            "rss_growth": round(rss_end / rss_warm - 1, 4),
+            "modules": sorted(m for m in ("torch", "onnxruntime", "openvino") if m in sys.modules)}
 
 
 def main() -> int:
