@@ -141,3 +141,21 @@ def test_write_json_into_missing_folder(tmp_path):
     with pytest.raises(OutputError, match="cannot write"):
         write_json(tmp_path / "nothere" / "r.json", {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_while_writing_openvino_ir(tmp_path):
+    """A real full filesystem (a 1 MB tmpfs: the FP32 ONNX fits, the IR beside it does not). OpenVINO
+    reports the failed write as a bare RuntimeError; the user must still hear "disk" and find nothing."""
+    pytest.importorskip("openvino")
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1000k", "tmpfs", str(small)],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("cannot mount a tmpfs here (needs root); the RLIMIT_FSIZE test covers the ONNX path")
+    try:
+        result = run_cli("convert", "--target", "openvino", "--out", small / "out")
+        assert_one_line_error(result, 2, "cannot write the OpenVINO IR", "free disk space")
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

@@ -43,7 +43,14 @@ def build(job) -> None:
     xml = job.workdir / ARTIFACT
     # fp16 stores FP16 weights (half the size; the CPU plugin decompresses them); fp32/int8 keep FP32
     # constants, so the FP32 IR is bit-for-bit the exported model.
-    ov.save_model(model, str(xml), compress_to_fp16=job.precision == "fp16")
+    try:
+        ov.save_model(model, str(xml), compress_to_fp16=job.precision == "fp16")
+    except Exception as exc:  # OpenVINO reports a failed write as RuntimeError("basic_ios::clear: iostream error")
+        from vit_edge.errors import OutputError
+
+        raise OutputError(f"cannot write the OpenVINO IR into {job.workdir.parent} "
+                          f"({str(exc).splitlines()[0][:120]})",
+                          hint="check free disk space, file-size limits and permissions") from None
     onnx_path.unlink()
     job.manifest["artifact"] = ARTIFACT
     job.manifest["openvino"] = {"version": ov.__version__, "weights": "model.bin",
