@@ -44,7 +44,11 @@ def build(job) -> None:
     # constants, so the FP32 IR is bit-for-bit the exported model.
     ov.save_model(model, str(xml), compress_to_fp16=job.precision == "fp16")
     onnx_path.unlink()
+    from vit_edge.artifact import library_versions
+
     job.manifest["artifact"] = ARTIFACT
+    job.manifest["versions"] = library_versions("torch", "onnx", "onnxslim", "timm", "transformers", "nncf",
+                                                "openvino")
     job.manifest["openvino"] = {"version": ov.__version__, "weights": "model.bin",
                                 "compressed_to_fp16": job.precision == "fp16"}
     job.manifest["openvino"]["parity"] = check_parity(job, xml)
