@@ -158,7 +158,8 @@ def cli(verbose):
 @click.option("--preset", type=click.Choice(["performance", "mixed"]), default=None,
               help="INT8 activation scheme (performance = symmetric).")
 @click.option("--smooth-quant-alpha", type=float, default=None, help="SmoothQuant alpha (negative disables).")
-@click.option("--no-bias-correction", is_flag=True, help="Turn NNCF's bias correction off (NNCF 3.4's full bias correction fails on exported ViT graphs).")
+@click.option("--no-bias-correction", is_flag=True,
+              help="Turn NNCF's bias correction off (its full variant fails on exported ViT graphs in NNCF 3.4).")
 @click.option("--ignore", multiple=True, help="Node name or op type to keep in floating point (repeatable).")
 @click.option("--max-accuracy-drop", type=float, default=None,
               help="Accuracy-controlled INT8: allowed top-1 drop in points (needs labelled --validate data).")
