@@ -131,11 +131,11 @@ def test_accuracy_control_returns_operations_to_float(demo_onnx, collapsed_int8,
     gray = collapsed_int8[0].parent / "gray.npy"
     result = run_cli("convert", demo_onnx / "model.onnx", "--target", "openvino", "--precision", "int8",
                      "--calib", gray, "--max-accuracy-drop", "1", "--validate", "digits:test",
-                     "--validate-limit", "100", "--out", out)
+                     "--validate-limit", "60", "--out", out)
     assert result.code == 0, result.err
     manifest = json.loads((out / "manifest.json").read_text())
     ac = manifest["quantization"]["accuracy_control"]
-    assert ac["max_drop_points"] == 1 and ac["validation"] == "digits:test" and ac["validation_images"] == 100
+    assert ac["max_drop_points"] == 1 and ac["validation"] == "digits:test" and ac["validation_images"] == 60
     assert 0 < len(ac["reverted_to_float"]) < ac["quantized_operations"]
     assert f"returned {len(ac['reverted_to_float'])} operation(s) to floating point" in result.err
     assert ac["reverted_to_float"][0] in result.err

@@ -89,9 +89,6 @@ def calibration_for(job):
                                   size=int(job.option("calib_size", DEFAULT_SIZE)), seed=int(job.option("seed", 0)),
                                   label_names=job.loaded.labels)
         job.calibration = cached
-        if len(cached) < cached.requested:
-            job.messages.append(f"calibrated on {len(cached)} images, fewer than the {cached.requested} asked "
-                                f"for ({cached.source} holds no more usable images)")
     return cached
 
 
