@@ -18,7 +18,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -69,20 +68,31 @@ def endurance(runtime, *, threads: int, predictions: int, warmup: int = 1000) ->
     expected = [runtime.predict(x) for x in inputs]  # sequential reference, one input at a time
     process = psutil.Process()
     lock = threading.Lock()
-    state = {"done": 0, "mismatches": 0, "rss_after_warmup": None}
+    state = {"next": 0, "done": 0, "mismatches": 0, "rss_after_warmup": None}
 
-    def one(i: int) -> None:
-        k = i % DISTINCT_INPUTS
-        same = np.array_equal(runtime.predict(inputs[k]), expected[k])
-        with lock:
-            state["done"] += 1
-            state["mismatches"] += not same
-            if state["done"] == warmup:
-                state["rss_after_warmup"] = live_rss(process)
+    def worker() -> None:
+        # Threads pull work from a shared counter: no per-prediction futures pile up while the run goes on
+        # (queued futures would read as memory growth).
+        while True:
+            with lock:
+                i = state["next"]
+                state["next"] += 1
+            if i >= predictions:
+                return
+            k = i % DISTINCT_INPUTS
+            same = np.array_equal(runtime.predict(inputs[k]), expected[k])
+            with lock:
+                state["done"] += 1
+                state["mismatches"] += not same
+                if state["done"] == warmup:
+                    state["rss_after_warmup"] = live_rss(process)
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(one, range(predictions)))
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
     seconds = time.perf_counter() - started
     rss_end = live_rss(process)
     rss_warm = state["rss_after_warmup"] or rss_end
@@ -99,6 +109,8 @@ def main() -> int:
     parser.add_argument("artifact", nargs="?", help="artifact file or --out folder (default: the demo, as ONNX)")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--predictions", type=int, default=10_000)
+    parser.add_argument("--backend-threads", type=int, default=None,
+                        help="threads each inference may use inside the backend (default: the backend's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         artifact = args.artifact
@@ -106,7 +118,9 @@ def main() -> int:
             from vit_edge.convert import convert
 
             artifact = convert(None, out=Path(tmp) / "demo-onnx").out
-        result = endurance(runtimes.load(artifact), threads=args.threads, predictions=args.predictions)
+        runtime = runtimes.load(artifact, threads=args.backend_threads)
+        result = endurance(runtime, threads=args.threads, predictions=args.predictions)
+        result["backend_threads"] = args.backend_threads
     print(json.dumps(result, indent=2))
     return int(result["mismatches"] > 0 or result["rss_growth"] >= MAX_RSS_GROWTH)
 
