@@ -51,9 +51,19 @@ class _Graph:
         init = self.inits.get(name)
         return None if init is None else numpy_helper.to_array(init)
 
+    def weight_of(self, dq):
+        """The weight initializer behind a DequantizeLinear: stored quantized (NNCF), or float behind a
+        QuantizeLinear (modelopt). None for an activation."""
+        if dq.input[0] in self.inits:
+            return dq.input[0]
+        q = self.producer.get(dq.input[0])
+        if q is not None and q.op_type == "QuantizeLinear" and q.input[0] in self.inits:
+            return q.input[0]
+        return None
+
     def weight_consumer(self, dq):
         """(op, input index) when this DequantizeLinear dequantizes a weight initializer of a GEMM/Conv."""
-        if dq.input[0] not in self.inits:
+        if self.weight_of(dq) is None:
             return None
         for consumer in self.consumers.get(dq.output[0], []):
             if consumer.op_type in WEIGHTED_OPS:
@@ -84,7 +94,7 @@ def make_signed(model) -> int:
     rewritten, done = 0, {}
     for node in g.graph.node:
         if node.op_type not in QDQ_OPS or node.input[0] in g.inits:
-            continue  # weights are already INT8 from the quantizer; only activations need the rewrite
+            continue  # weights stored quantized are INT8 already; only activations need the rewrite
         zp_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
         zp = g.array(zp_name) if zp_name else np.zeros((), np.uint8)  # an absent zero point means UINT8 0
         scale = g.array(node.input[1])
@@ -153,7 +163,7 @@ def check_rules(model) -> list[str]:
             hit = g.weight_consumer(node)
             if hit is not None:
                 op, index = hit
-                weight = g.array(node.input[0])
+                weight = g.array(g.weight_of(node))
                 scale = g.array(node.input[1])
                 want = _output_axis(op, index, weight.ndim)
                 axis = _attr(node, "axis", 1)
@@ -194,7 +204,7 @@ def summary(model) -> dict:
             continue
         data = list(node.input[:2])
         weight_input = any((src := g.producer.get(n)) is not None and src.op_type == "DequantizeLinear"
-                           and src.input[0] in g.inits for n in data) or any(n in g.inits for n in data)
+                           and g.weight_of(src) is not None for n in data) or any(n in g.inits for n in data)
         kind = "weight" if weight_input else "attention"
         gemms[kind][1] += 1
         gemms[kind][0] += all(from_dq(n) for n in data)
