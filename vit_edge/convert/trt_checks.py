@@ -57,10 +57,10 @@ def check_fp32_islands(model) -> list[str]:
     for node in model.graph.node:
         if node.op_type not in FP16_FP32_ISLANDS:
             continue
-        for name in [node.input[0], node.output[0]]:
-            if types.get(name) == TensorProto.FLOAT16:
-                problems.append(f"{node.op_type} {node.name or node.output[0]} computes in FP16 ({name}); "
-                                "it must stay FP32")
+        half = [name for name in (node.input[0], node.output[0]) if types.get(name) == TensorProto.FLOAT16]
+        if half:
+            problems.append(f"{node.op_type} {node.name or node.output[0]} computes in FP16 ({', '.join(half)}); "
+                            "it must stay FP32")
     return problems
 
 
