@@ -113,7 +113,14 @@ class TensorRTRuntime(Runtime):
         self.path = Path(path)
         self.rt = cudart()
         gpu = gpu_info(device)
-        check_engine((manifest.get("tensorrt") or {}).get("engine"), trt.__version__, gpu, self.path.parent)
+        recorded = (manifest.get("tensorrt") or {}).get("engine")
+        check_engine(recorded, trt.__version__, gpu, self.path.parent)
+        if recorded and recorded.get("sha256"):
+            from vit_edge.artifact import sha256_file
+
+            if sha256_file(self.path) != recorded["sha256"]:
+                raise ArtifactError(f"{self.path}: the engine file is not the one the manifest records",
+                                    hint=f"rebuild it: {rebuild_command(self.path.parent)}")
         cuda_call(self.rt.cudaSetDevice(device))
         self.gpu = gpu
         self._logger = trt.Logger(trt.Logger.WARNING)
