@@ -20,7 +20,7 @@ import logging
 import shlex
 from pathlib import Path
 
-from vit_edge.errors import BackendUnavailable, DataError, ExportError, OutputError
+from vit_edge.errors import BackendUnavailable, ExportError, OutputError
 
 log = logging.getLogger("vit_edge")
 
@@ -30,10 +30,11 @@ DEFAULT_BATCH = (1, 8, 32)
 
 
 def check_options(precision: str, options: dict) -> None:
-    """Fail before the slow part: INT8 needs calibration data; --require-engine needs TensorRT here."""
-    if precision == "int8" and not options.get("calib"):
-        raise DataError("--precision int8 needs calibration images",
-                        hint="pass --calib with an image folder, a .npy/.npz, or digits:train")
+    """Fail before the slow part: INT8 flags and data (as for every target); --require-engine needs
+    TensorRT here."""
+    from vit_edge.convert.quantize import check_int8_options
+
+    check_int8_options(precision, options)
     cache = options.get("timing_cache")
     if cache and not Path(cache).parent.is_dir():
         raise OutputError(f"--timing-cache {cache}: its folder does not exist", hint="create it or pick another path")
