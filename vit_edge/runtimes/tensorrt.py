@@ -191,8 +191,8 @@ def from_artifact(path: Path, manifest: dict, preprocess, **options) -> Runtime:
     if path.suffix.lower() == ".onnx":
         from vit_edge.runtimes.onnx import ONNXRuntime
 
-        log.warning("%s: no TensorRT engine built yet; running its TensorRT-ready ONNX in ONNX Runtime "
-                    "(build the engine on the target: %s)", path.parent, rebuild_command(path.parent))
+        log.warning("no TensorRT engine built yet: running the TensorRT-ready %s in ONNX Runtime (build the "
+                    "engine on the target: %s)", path.name, rebuild_command("DIR"))
         return ONNXRuntime(path, preprocess=preprocess, manifest=manifest, threads=options.get("threads"),
                            name=f"{path.name} (no engine)", **common)
     device = options.get("device")
