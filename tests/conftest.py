@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "data" / "imagenet-samples"
+# The shared photos sit beside the checkout (../shared); a git worktree one level deeper finds them too.
+SAMPLES = next((p for p in (REPO.parent / "shared" / "data" / "imagenet-samples",
+                            REPO.parent.parent / "shared" / "data" / "imagenet-samples") if p.is_dir()),
+               REPO.parent / "shared" / "data" / "imagenet-samples")
 MODELS = Path(__file__).resolve().parent / "models"
 
 
