@@ -124,10 +124,11 @@ class CaseRunner:
         for size in self.sizes():
             pre = self.loaded.preprocess.replace(input_size=tuple(size))
             candidate = runtimes.load(out, preprocess=pre, threads=self.args.threads)
-            reference = runtimes.load(self.loaded, preprocess=pre, threads=self.args.threads)
+            reference = Recording(runtimes.load(self.loaded, preprocess=pre, threads=self.args.threads))
             report = compare(candidate, reference, load_images(self.val_dir), batch_size=8, progress=False)
             info = candidate.info()
             entry = {"size": list(size), "images": report.samples, "max_rel_error": report.max_rel_error,
+                     "distinct_top1": reference.distinct_top1(),
                      "max_abs_error": report.max_abs_error, "top1_agreement": report.top1_agreement,
                      "mean_cosine": report.mean_cosine, "min_cosine": report.min_cosine,
                      "ran_as": info.get("inference_precision") or info.get("precision")}
@@ -135,13 +136,35 @@ class CaseRunner:
             if worst is None or entry["max_rel_error"] > worst["max_rel_error"]:
                 worst = entry
         result = {"task": self.case.task, **{k: min(e[k] for e in per_size) for k in
-                                             ("top1_agreement", "mean_cosine", "min_cosine")},
+                                             ("top1_agreement", "mean_cosine", "min_cosine", "distinct_top1")},
                   "max_rel_error": max(e["max_rel_error"] for e in per_size), "images": worst["images"],
                   "ran_as": worst["ran_as"], "sizes": [e["size"] for e in per_size]}
         result["status"] = judge(result, precision)
         if result["status"] == "fail":
             result["reason"] = shortfall(result, precision)
         return result
+
+
+class Recording:
+    """The reference runtime, keeping its outputs: how many different top-1 classes the photos got shows
+    whether the (random-weight) model's output depends on its input at all, i.e. whether agreement means
+    anything."""
+
+    def __init__(self, runtime):
+        self.runtime, self.outputs = runtime, []
+
+    def __getattr__(self, name):
+        return getattr(self.runtime, name)
+
+    def run(self, batch):
+        out = self.runtime.run(batch)
+        self.outputs.append(out)
+        return out
+
+    def distinct_top1(self) -> int:
+        import numpy as np
+
+        return int(len(np.unique(np.concatenate(self.outputs).argmax(1))))
 
 
 def judge(result: dict, precision: str) -> str:
@@ -190,6 +213,8 @@ def fmt_cell(cell: dict | None) -> str:
               else f"{cell['max_rel_error']:.1e} / {100 * cell['top1_agreement']:.0f}%")
     if cell.get("ran_as") not in (None, "fp32", "f32", "int8"):
         metric += f" ({cell['ran_as']})"
+    if cell["task"] != "features" and cell.get("distinct_top1") is not None:
+        metric += f" [{cell['distinct_top1']}]"
     mark = {"pass": "✅", "fail": "❌", "low": "⚠️"}[cell["status"]]
     return f"{mark} {metric}" + (f" @{len(cell['sizes'])} sizes" if len(cell.get("sizes", [])) > 1 else "")
 
@@ -205,7 +230,8 @@ def render(results: dict) -> str:
              "`imagenet-samples` (never used for calibration); INT8 calibrated on "
              f"{results.get('calib', '?')} other photos from the same folder.",
              f"- FP32 cell: relative max error (max abs error / max(1, max |reference logit|)) / top-1 "
-             f"agreement. ✅ when ≤ {FP32_MAX_REL_ERROR:.0e} and 100% (features: mean cosine ≥ {FP32_MIN_COSINE}).",
+             f"agreement [distinct top-1 classes the reference gave the photos: 1 would make agreement "
+             f"meaningless]. ✅ when ≤ {FP32_MAX_REL_ERROR:.0e} and 100% (features: mean cosine ≥ {FP32_MIN_COSINE}).",
              f"- INT8 cell: the same figures; ✅ when the conversion worked and the mean cosine of the outputs "
              f"is ≥ {INT8_MIN_COSINE}, ⚠️ when it converted but falls below that (random weights make "
              "near-tied logits, so INT8 top-1 agreement here is a stress figure, not an accuracy claim).",

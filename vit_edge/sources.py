@@ -132,8 +132,14 @@ def load_model(spec: str | None = None, *, checkpoint=None, task: str = "classif
         loaded.module.eval()
         if loaded.source.get("random_init"):
             _redraw_zero_weights(loaded.module, seed)
+            _open_layer_scales(loaded.module)
         loaded = _apply_task(loaded, task)
         _record_build(loaded.source, build)
+        if dynamic_size:
+            size = tuple(build["input_size"] or loaded.preprocess.input_size)
+            for other in probe_sizes(size):
+                _check_runs_at(loaded.module, other, problem=f"{spec} does not support --dynamic-size: "
+                               "it cannot run", hint="export it at a fixed size (without --dynamic-size)")
     if checkpoint is not None and kind in ("demo", "onnx"):
         raise ModelSpecError(f"--checkpoint does not apply to a {kind} model")
     if labels_file is not None:
@@ -251,15 +257,26 @@ def _create_timm(timm, name: str, build: dict):
             log.info("timm:%s takes no %s; building it without", name, dropped)
             kwargs.pop(dropped)
         except (AssertionError, ValueError, RuntimeError) as exc:
-            raise ModelSpecError(f"timm:{name} cannot be built at input size {_size_text(size)}: {_first_line(exc)}",
-                                 hint="pick a size its patch and window sizes divide") from None
+            raise ModelSpecError(f"timm:{name} cannot be built at input size {_size_text(size)}: "
+                                 f"{_first_line(exc)}", hint=FIXED_SIZE_HINT) from None
     if size is not None:
-        _check_runs_at(module, f"timm:{name}", size)
+        _check_runs_at(module, size, problem=f"timm:{name} cannot run")
     return module
 
 
-def _check_runs_at(module, what: str, size) -> None:
-    """One forward at ``size``: a model that cannot run there fails now with the model's own reason."""
+def probe_sizes(size) -> list:
+    """Two more input sizes (about 3/4 and 5/4 of ``size``, on a patch-friendly grid) at which a
+    --dynamic-size model must run and its export must hold parity: a graph with a size baked in fails there."""
+    h, w = size
+    step = next((s for s in (32, 28, 16, 14) if h % s == 0 and w % s == 0), 8)
+    return [(max(step, round(h * f / step) * step), max(step, round(w * f / step) * step)) for f in (0.75, 1.25)]
+
+
+FIXED_SIZE_HINT = "use its pre-training size or one its patch/window sizes divide"
+
+
+def _check_runs_at(module, size, *, problem: str, hint: str = FIXED_SIZE_HINT) -> None:
+    """One forward at ``size``: a model that cannot run there fails now, with the model's own reason."""
     import torch
 
     module.eval()
@@ -267,8 +284,7 @@ def _check_runs_at(module, what: str, size) -> None:
         with torch.no_grad():
             module(torch.zeros(1, 3, *size))
     except Exception as exc:  # models raise anything on a bad size; the reason is what the user needs
-        raise ModelSpecError(f"{what} cannot run at input size {_size_text(size)}: {_first_line(exc)}",
-                             hint="use its pre-training size or one its patch/window sizes divide") from None
+        raise ModelSpecError(f"{problem} at input size {_size_text(size)}: {_first_line(exc)}", hint=hint) from None
 
 
 def _size_text(size) -> str:
@@ -388,7 +404,7 @@ def _hf(directory, checkpoint, trust, build: dict, task: str) -> LoadedModel:
     wrapped = HFImageModel(module, task="classify" if task == "classify" else "features",
                            classifier=classifier, interpolate=interpolate)
     if build["input_size"] is not None:
-        _check_runs_at(wrapped, str(directory), size)
+        _check_runs_at(wrapped, size, problem=f"{directory} cannot run")
     id2label = getattr(config, "id2label", None) or {}
     labels = [id2label[i] for i in sorted(id2label)] if id2label and classifier else None
     return LoadedModel(wrapped, pre, labels, source, warnings=warnings)
@@ -517,6 +533,20 @@ def _redraw_zero_weights(module, seed: int) -> None:
                 sub.weight.copy_(torch.randn(sub.weight.shape, generator=gen) * 0.02)
                 if sub.bias is not None:
                     sub.bias.zero_()
+
+
+def _open_layer_scales(module, value: float = 0.1) -> None:
+    """Random-init models: layer scales initialised near zero (DeiT III 1e-6, CaiT/DINOv2 1e-5) leave every
+    block's output out of the residual stream, so the output barely depends on the image and every photo
+    gets the same top-1 - a vacuous parity check. Open them to ``value`` (trained models sit near 0.1-1)."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if (leaf.startswith("gamma") and param.ndim == 1 and param.numel() > 1
+                    and 0 < float(param.abs().max()) < 1e-3 and bool((param == param.flatten()[0]).all())):
+                param.fill_(value)
 
 
 def _apply_task(loaded: LoadedModel, task: str) -> LoadedModel:

@@ -63,11 +63,10 @@ def export_fp32(job, path: Path) -> Path:
 
 
 def other_sizes(preprocess) -> list:
-    """Two more input sizes (about 3/4 and 5/4 of the export size, on a patch-friendly grid) at which a
-    --dynamic-size export must also hold parity: a graph with a size baked in fails there."""
-    h, w = preprocess.input_size
-    step = next((s for s in (32, 28, 16, 14) if h % s == 0 and w % s == 0), 8)
-    return [(max(step, round(h * f / step) * step), max(step, round(w * f / step) * step)) for f in (0.75, 1.25)]
+    """The extra sizes a --dynamic-size export is checked at (see ``sources.probe_sizes``)."""
+    from vit_edge.sources import probe_sizes
+
+    return probe_sizes(preprocess.input_size)
 
 
 def export_torch(module, preprocess, path: Path, *, opset: int = DEFAULT_OPSET, dynamic_size: bool = False,
