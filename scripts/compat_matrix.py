@@ -62,8 +62,8 @@ def photo_sets(work: Path, validate_count: int, calib_count: int) -> tuple[Path,
 class CaseRunner:
     """Everything one case needs across its cells: the torch reference, built once, and its FP32 ONNX."""
 
-    def __init__(self, case, args, val_dir: Path, calib_dir: Path):
-        self.case, self.args, self.val_dir, self.calib_dir = case, args, val_dir, calib_dir
+    def __init__(self, case, args, val_dir: Path, calib_dir: Path, results: dict):
+        self.case, self.args, self.val_dir, self.calib_dir, self.results = case, args, val_dir, calib_dir, results
         self.work = Path(args.work) / case.id.replace(" ", "_").replace("@", "_at_")
         self._loaded = None
         self._reference_outputs = {}
@@ -85,21 +85,26 @@ class CaseRunner:
         base = self.loaded.preprocess
         return [base.input_size] + (other_sizes(base) if self.case.dynamic_size else [])
 
-    def onnx_fp32(self) -> tuple[Path, dict]:
+    def onnx_fp32(self, fresh: bool) -> tuple[Path, dict]:
+        """The case's FP32 ONNX: exported now when ``fresh`` (the ONNX FP32 cell itself), else the one that
+        cell measured (same ``created`` stamp), else exported again."""
         out = self.work / "onnx-fp32"
-        if not (out / "manifest.json").exists():
+        measured = (self.results["cells"].get(cell_key(self.case, "onnx", "fp32")) or {}).get("onnx_created")
+        manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
+        if fresh or not manifest or manifest.get("created") != measured:
             from vit_edge.convert import convert
 
             convert(self.loaded, target="onnx", precision="fp32", out=out, force=True,
                     dynamic_size=self.case.dynamic_size, parity_data=str(self.val_dir))
-        return out, json.loads((out / "manifest.json").read_text())
+            manifest = json.loads((out / "manifest.json").read_text())
+        return out, manifest
 
     def run(self, target: str, precision: str) -> dict:
         from vit_edge.convert import convert
 
         started = time.time()
-        onnx_dir, onnx_manifest = self.onnx_fp32()
-        result = {"exporter": onnx_manifest["export"]["exporter"]}
+        onnx_dir, onnx_manifest = self.onnx_fp32(fresh=(target, precision) == ("onnx", "fp32"))
+        result = {"exporter": onnx_manifest["export"]["exporter"], "onnx_created": onnx_manifest["created"]}
         if onnx_manifest["export"].get("fallback_from"):
             result["fallback_from"] = onnx_manifest["export"]["fallback_from"]
         if (target, precision) == ("onnx", "fp32"):
@@ -333,7 +338,7 @@ def main(argv=None) -> int:
     cases = [c for c in families.CASES if not args.only or any(o in c.id for o in args.only)]
     cases.sort(key=lambda c: not c.ci)  # one model per family first: a partial run still covers them all
     for case in cases:
-        runner = CaseRunner(case, args, val_dir, calib_dir)
+        runner = CaseRunner(case, args, val_dir, calib_dir, results)
         for target, precision in columns:
             key = cell_key(case, target, precision)
             old = results["cells"].get(key)

@@ -25,24 +25,31 @@ class Case:
     dynamic_size: bool = False
     model_kwargs: dict = field(default_factory=dict)
     ci: bool = False
+    ci_model_kwargs: dict = field(default_factory=dict)  # CI only: fewer blocks, same code paths
     note: str = ""
 
     @property
     def is_hf(self) -> bool:
         return self.spec.startswith("hf:")
 
-    def convert_kwargs(self) -> dict:
+    def convert_kwargs(self, ci: bool = False) -> dict:
         """Keyword arguments for ``vit_edge.convert.convert`` / ``vit_edge.sources.load_model``."""
         kwargs = {"task": self.task}
-        if self.model_kwargs:
-            kwargs["model_kwargs"] = dict(self.model_kwargs)
+        model_kwargs = {**self.model_kwargs, **(self.ci_model_kwargs if ci else {})}
+        if model_kwargs:
+            kwargs["model_kwargs"] = model_kwargs
         if self.input_size:
             kwargs["preprocess"] = {"input_size": tuple(self.input_size)}
         return kwargs
 
 
-def _timm(family, names, ci_first=True, **kw):
-    return [Case(n, family, f"timm:{n}", ci=ci_first and i == 0, **kw) for i, n in enumerate(names)]
+def _timm(family, names, ci_kwargs=None, **kw):
+    """Cases for timm models; the first is the family's CI representative (built smaller in CI)."""
+    return [Case(n, family, f"timm:{n}", ci=i == 0, ci_model_kwargs=(ci_kwargs or {}) if i == 0 else {}, **kw)
+            for i, n in enumerate(names)]
+
+
+_DEPTH2 = {"depth": 2}
 
 
 # timm ships BEiT only at base size and up; the same architecture at ViT-Tiny width keeps it CPU-friendly.
@@ -54,24 +61,27 @@ CASES = [
                    "vit_pwee_patch16_reg1_gap_256", "vit_little_patch16_reg4_gap_256",
                    "vit_relpos_small_patch16_224", "vit_srelpos_small_patch16_224",
                    "vit_small_patch16_rope_224", "vit_xsmall_patch16_clip_224",
-                   "vit_medium_patch32_clip_224"]),
-    *_timm("DeiT", ["deit_tiny_patch16_224", "deit_small_patch16_224", "deit_tiny_distilled_patch16_224",
-                    "deit_small_distilled_patch16_224"]),
-    *_timm("DeiT III", ["deit3_small_patch16_224", "deit3_medium_patch16_224"]),
+                   "vit_medium_patch32_clip_224"], ci_kwargs=_DEPTH2),
+    *_timm("DeiT", ["deit_tiny_distilled_patch16_224", "deit_tiny_patch16_224", "deit_small_patch16_224",
+                    "deit_small_distilled_patch16_224"], ci_kwargs=_DEPTH2),
+    *_timm("DeiT III", ["deit3_small_patch16_224", "deit3_medium_patch16_224"], ci_kwargs=_DEPTH2),
     Case("beit_base_patch16_224@tiny", "BEiT", "timm:beit_base_patch16_224", model_kwargs=_BEIT_TINY, ci=True,
+         ci_model_kwargs=_DEPTH2,
          note="BEiT architecture at ViT-Tiny width/depth 4 (timm has no small BEiT)"),
     Case("beitv2_base_patch16_224@tiny", "BEiT", "timm:beitv2_base_patch16_224", model_kwargs=_BEIT_TINY,
          note="BEiT v2 architecture at ViT-Tiny width/depth 4"),
-    *_timm("EVA-02", ["eva02_tiny_patch14_224", "eva02_small_patch14_224", "vit_small_patch16_dinov3"]),
-    *_timm("Swin", ["swin_tiny_patch4_window7_224", "swin_s3_tiny_224"]),
+    *_timm("EVA-02", ["eva02_tiny_patch14_224", "eva02_small_patch14_224", "vit_small_patch16_dinov3"],
+           ci_kwargs=_DEPTH2),
+    *_timm("Swin", ["swin_tiny_patch4_window7_224", "swin_s3_tiny_224"], ci_kwargs={"depths": (1, 1, 1, 1)}),
     *_timm("Swin V2", ["swinv2_tiny_window8_256", "swinv2_tiny_window16_256", "swinv2_cr_tiny_ns_224",
-                       "swinv2_cr_tiny_224"]),
+                       "swinv2_cr_tiny_224"], ci_kwargs={"depths": (1, 1, 1, 1)}),
     # DINOv2 is pre-trained at 518; 224 is the usual fine-tuning size and keeps the matrix fast.
-    Case("vit_small_patch14_dinov2@224", "DINOv2", "timm:vit_small_patch14_dinov2", input_size=(224, 224), ci=True),
+    Case("vit_small_patch14_dinov2@224", "DINOv2", "timm:vit_small_patch14_dinov2", input_size=(224, 224), ci=True,
+         ci_model_kwargs=_DEPTH2),
     Case("vit_small_patch14_reg4_dinov2@224", "DINOv2", "timm:vit_small_patch14_reg4_dinov2",
          input_size=(224, 224)),
-    *_timm("CaiT", ["cait_xxs24_224", "cait_xxs36_224"]),
-    *_timm("XCiT", ["xcit_nano_12_p16_224", "xcit_tiny_12_p16_224", "xcit_nano_12_p8_224"]),
+    *_timm("CaiT", ["cait_xxs24_224", "cait_xxs36_224"], ci_kwargs=_DEPTH2),
+    *_timm("XCiT", ["xcit_nano_12_p16_224", "xcit_tiny_12_p16_224", "xcit_nano_12_p8_224"], ci_kwargs=_DEPTH2),
     *_timm("LeViT", ["levit_128s", "levit_128", "levit_conv_128s", "levit_192"]),
     *_timm("MobileViT", ["mobilevit_xxs", "mobilevit_xs", "mobilevitv2_050", "mobilevitv2_075"]),
     *_timm("EfficientViT", ["efficientvit_m0", "efficientvit_b0", "efficientvit_m1", "efficientvit_b1"]),
@@ -81,7 +91,7 @@ CASES = [
        ("dinov2", "DINOv2"), ("beit", "BEiT"), ("clip", "CLIP"), ("siglip", "SigLIP")]],
     # --task features
     Case("vit_small_patch14_dinov2@224 features", "features", "timm:vit_small_patch14_dinov2", task="features",
-         input_size=(224, 224), ci=True),
+         input_size=(224, 224), ci=True, ci_model_kwargs=_DEPTH2),
     Case("hf-dinov2 features", "features", "hf:dinov2", task="features"),
     Case("hf-clip-vision-tiny features", "features", "hf:clip-vision-tiny", task="features", ci=True),
     Case("hf-clip-vit-b16-vision features", "features", "hf:clip-vit-b16-vision", task="features",
@@ -96,9 +106,10 @@ CASES = [
     Case("swin_tiny_patch4_window7_224@256", "resolution", "timm:swin_tiny_patch4_window7_224",
          input_size=(256, 256)),
     Case("hf-dinov2@280", "resolution", "hf:dinov2", input_size=(280, 280)),
-    Case("vit_tiny_patch16_224@160", "resolution", "timm:vit_tiny_patch16_224", input_size=(160, 160), ci=True),
+    Case("vit_tiny_patch16_224@160", "resolution", "timm:vit_tiny_patch16_224", input_size=(160, 160)),
     # dynamic height x width
-    Case("vit_tiny_patch16_224 dynamic", "dynamic size", "timm:vit_tiny_patch16_224", dynamic_size=True, ci=True),
+    Case("vit_tiny_patch16_224 dynamic", "dynamic size", "timm:vit_tiny_patch16_224", dynamic_size=True, ci=True,
+         ci_model_kwargs=_DEPTH2),
     Case("vit_small_patch14_dinov2 dynamic", "dynamic size", "timm:vit_small_patch14_dinov2",
          input_size=(224, 224), dynamic_size=True),
     Case("xcit_nano_12_p16_224 dynamic", "dynamic size", "timm:xcit_nano_12_p16_224", dynamic_size=True),
@@ -146,10 +157,10 @@ def _hf_model(name: str):
         return t.DeiTForImageClassificationWithTeacher(t.DeiTConfig(**tiny, image_size=224, patch_size=16,
                                                                     **labels)), 224
     if name == "swin":
-        return t.SwinForImageClassification(t.SwinConfig(image_size=224, embed_dim=48, depths=[2, 2, 2, 2],
+        return t.SwinForImageClassification(t.SwinConfig(image_size=224, embed_dim=48, depths=[1, 1, 2, 1],
                                                          num_heads=[2, 4, 8, 16], window_size=7, **labels)), 224
     if name == "swinv2":
-        return t.Swinv2ForImageClassification(t.Swinv2Config(image_size=256, embed_dim=48, depths=[2, 2, 2, 2],
+        return t.Swinv2ForImageClassification(t.Swinv2Config(image_size=256, embed_dim=48, depths=[1, 1, 2, 1],
                                                              num_heads=[2, 4, 8, 16], window_size=8,
                                                              **labels)), 256
     if name == "dinov2":
