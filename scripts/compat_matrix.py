@@ -336,7 +336,8 @@ def main(argv=None) -> int:
     columns = COLUMNS if args.columns == "all" else [tuple(c.split("/")) for c in args.columns.split(",")]
     val_dir, calib_dir = photo_sets(Path(args.work), args.images, args.calib)
     cases = [c for c in families.CASES if not args.only or any(o in c.id for o in args.only)]
-    cases.sort(key=lambda c: not c.ci)  # one model per family first: a partial run still covers them all
+    # One model per family first, then features / sizes, then the rest: a partial run still covers them all.
+    cases.sort(key=lambda c: (not c.ci, c.family not in ("features", "resolution", "dynamic size")))
     for case in cases:
         runner = CaseRunner(case, args, val_dir, calib_dir, results)
         for target, precision in columns:
