@@ -54,7 +54,8 @@ def _parity(out: Path, loaded, photos: Path, size=None):
     pre = loaded.preprocess if size is None else loaded.preprocess.replace(input_size=tuple(size))
     candidate = runtimes.load(out, preprocess=pre)
     reference = runtimes.load(loaded, preprocess=pre)
-    return compare(candidate, reference, load_images(photos), batch_size=PHOTOS, progress=False)
+    report = compare(candidate, reference, load_images(photos), batch_size=PHOTOS, progress=False)
+    return report, reference.predict(sorted(photos.iterdir()))
 
 
 @pytest.mark.parametrize("case", CI_CASES, ids=[c.id for c in CI_CASES])
@@ -72,8 +73,12 @@ def test_family_fp32_onnx_parity(case, photos, hf_root, tmp_path):
     assert result.manifest["task"] == case.task
     sizes = [loaded.preprocess.input_size] + (other_sizes(loaded.preprocess) if case.dynamic_size else [])
     for size in sizes:
-        report = _parity(result.out, loaded, photos, size)
+        report, reference_out = _parity(result.out, loaded, photos, size)
         assert report.samples == PHOTOS
+        # The random-weight model must tell the photos apart, or agreement would prove nothing.
+        assert np.unique(reference_out.round(6), axis=0).shape[0] == PHOTOS
+        if case.task == "classify":
+            assert len(set(reference_out.argmax(1))) >= 2, reference_out.argmax(1)
         assert report.max_rel_error <= 1e-4, (size, report.summary())
         if case.task == "features":
             assert report.mean_cosine >= 0.9999, report.summary()
