@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# The shared photos sit beside the checkout (../shared); a git worktree one level deeper finds them too.
-SAMPLES = next((p for p in (REPO.parent / "shared" / "data" / "imagenet-samples",
-                            REPO.parent.parent / "shared" / "data" / "imagenet-samples") if p.is_dir()),
+# The shared photos sit beside the checkout (/work/main -> /work/shared), or further up for worktrees.
+SAMPLES = next((p / "shared" / "data" / "imagenet-samples" for p in REPO.parents
+                if (p / "shared" / "data" / "imagenet-samples").is_dir()),
                REPO.parent / "shared" / "data" / "imagenet-samples")
 MODELS = Path(__file__).resolve().parent / "models"
 
