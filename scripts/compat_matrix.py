@@ -51,10 +51,12 @@ def photo_sets(work: Path, validate_count: int, calib_count: int) -> tuple[Path,
     folders = []
     for name, chosen in (("validate", photos[-validate_count:]), ("calib", photos[:calib_count])):
         folder = work / name
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        for photo in chosen:
-            (folder / photo.name).symlink_to(photo)
+        if not folder.is_dir() or sorted(p.name for p in folder.iterdir()) != [p.name for p in chosen]:
+            # (rebuilt only when different: another run may be reading it right now)
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            for photo in chosen:
+                (folder / photo.name).symlink_to(photo)
         folders.append(folder)
     return folders[0], folders[1]
 
@@ -199,14 +201,20 @@ def one_line(exc: BaseException) -> str:
 # ---------------------------------------------------------------- results cache and Markdown
 
 
-def load_results() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {"cells": {}}
+def load_results(path: Path = RESULTS) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {"cells": {}}
 
 
-def save_results(results: dict) -> None:
+def save_results(results: dict, path: Path, mine: set) -> None:
+    """Write the cells this run computed over what is on disk now, so runs over different columns or
+    cases can share one results file."""
     from vit_edge.artifact import write_json
 
-    write_json(RESULTS, results)
+    on_disk = load_results(path)
+    on_disk.update({k: v for k, v in results.items() if k != "cells"})
+    on_disk["cells"].update({k: results["cells"][k] for k in mine})
+    results["cells"].update(on_disk["cells"])
+    write_json(path, on_disk)
 
 
 def fmt_cell(cell: dict | None) -> str:
@@ -323,9 +331,11 @@ def main(argv=None) -> int:
     parser.add_argument("--calib", type=int, default=32, help="calibration photos for INT8")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default="/tmp/vit-edge-compat", help="scratch folder for artifacts")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="results cache (JSON)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    results = load_results()
+    results = load_results(args.results)
+    mine = set()
     if args.render:
         MARKDOWN.write_text(render(results))
         return 0
@@ -360,9 +370,11 @@ def main(argv=None) -> int:
                     for other in columns[1:]:
                         results["cells"][cell_key(case, *other)] = {
                             "status": "error", "task": case.task, "reason": "no FP32 ONNX (see ONNX FP32)"}
+                        mine.add(cell_key(case, *other))
             print(f"    {cell['status']}: " + (cell.get("reason") or fmt_cell(cell)), flush=True)
             results["cells"][key] = cell
-            save_results(results)
+            mine.add(key)
+            save_results(results, args.results, mine)
             MARKDOWN.write_text(render(results))
         for done in runner.work.glob("*-int8"):  # keep the FP32 ONNX for later columns, drop the rest
             shutil.rmtree(done, ignore_errors=True)

@@ -109,7 +109,10 @@ CASES = [
     Case("vit_tiny_patch16_224@160", "resolution", "timm:vit_tiny_patch16_224", input_size=(160, 160)),
     # dynamic height x width
     Case("vit_tiny_patch16_224 dynamic", "dynamic size", "timm:vit_tiny_patch16_224", dynamic_size=True, ci=True,
-         ci_model_kwargs=_DEPTH2),
+         ci_model_kwargs=_DEPTH2,
+         note="OpenVINO FP32 is exact at the export size (224: 1.4e-6) but not at others (160: 9e-3, 288: 6e-4 max "
+              "abs vs ONNX Runtime): the position embedding is resampled in the graph by a bicubic Resize, and "
+              "OpenVINO's cubic Resize does not reproduce torch's bicubic there; ONNX Runtime does"),
     Case("vit_small_patch14_dinov2 dynamic", "dynamic size", "timm:vit_small_patch14_dinov2",
          input_size=(224, 224), dynamic_size=True),
     Case("xcit_nano_12_p16_224 dynamic", "dynamic size", "timm:xcit_nano_12_p16_224", dynamic_size=True),
