@@ -41,6 +41,13 @@ FP32_MIN_COSINE = 0.9999
 INT8_MIN_COSINE = 0.99  # the default gate of `vit-edge validate` for features; shown for INT8 logits too
 
 
+def priority(case) -> int:
+    """One model per family first, then features / sizes / dynamic, then the rest: a partial run still
+    covers every family."""
+    special = case.family in ("features", "resolution", "dynamic size")
+    return (0 if not special else 1) if case.ci else (2 if special else 3)
+
+
 def cell_key(case, target, precision) -> str:
     return f"{case.id} | {target}/{precision}"
 
@@ -346,8 +353,7 @@ def main(argv=None) -> int:
     columns = COLUMNS if args.columns == "all" else [tuple(c.split("/")) for c in args.columns.split(",")]
     val_dir, calib_dir = photo_sets(Path(args.work), args.images, args.calib)
     cases = [c for c in families.CASES if not args.only or any(o in c.id for o in args.only)]
-    # One model per family first, then features / sizes, then the rest: a partial run still covers them all.
-    cases.sort(key=lambda c: (not c.ci, c.family not in ("features", "resolution", "dynamic size")))
+    cases.sort(key=priority)
     for case in cases:
         runner = CaseRunner(case, args, val_dir, calib_dir, results)
         for target, precision in columns:

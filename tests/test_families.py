@@ -75,10 +75,10 @@ def test_family_fp32_onnx_parity(case, photos, hf_root, tmp_path):
     for size in sizes:
         report, reference_out = _parity(result.out, loaded, photos, size)
         assert report.samples == PHOTOS
-        # The random-weight model must tell the photos apart, or agreement would prove nothing.
-        assert np.unique(reference_out.round(6), axis=0).shape[0] == PHOTOS
-        if case.task == "classify":
-            assert len(set(reference_out.argmax(1))) >= 2, reference_out.argmax(1)
+        # The random-weight model must tell the photos apart, and the export error must be far below how much
+        # its output moves from photo to photo, or the parity check would prove nothing.
+        spread = float(np.abs(reference_out - reference_out.mean(0)).max())
+        assert report.max_abs_error < 0.01 * spread, (report.max_abs_error, spread)
         assert report.max_rel_error <= 1e-4, (size, report.summary())
         if case.task == "features":
             assert report.mean_cosine >= 0.9999, report.summary()
