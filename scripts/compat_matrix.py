@@ -92,7 +92,7 @@ class CaseRunner:
         from vit_edge.convert.onnx import other_sizes
 
         base = self.loaded.preprocess
-        return [base.input_size] + (other_sizes(base) if self.case.dynamic_size else [])
+        return [base.input_size] + (other_sizes(base, self.loaded.module) if self.case.dynamic_size else [])
 
     def onnx_fp32(self, fresh: bool) -> tuple[Path, dict]:
         """The case's FP32 ONNX: exported now when ``fresh`` (the ONNX FP32 cell itself), else the one that

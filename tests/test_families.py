@@ -71,7 +71,8 @@ def test_family_fp32_onnx_parity(case, photos, hf_root, tmp_path):
     export = result.manifest["export"]
     assert export["exporter"] in ("dynamo", "torchscript")
     assert result.manifest["task"] == case.task
-    sizes = [loaded.preprocess.input_size] + (other_sizes(loaded.preprocess) if case.dynamic_size else [])
+    extra = other_sizes(loaded.preprocess, loaded.module) if case.dynamic_size else []
+    sizes = [loaded.preprocess.input_size] + extra
     for size in sizes:
         report, reference_out = _parity(result.out, loaded, photos, size)
         assert report.samples == PHOTOS

@@ -137,7 +137,7 @@ def load_model(spec: str | None = None, *, checkpoint=None, task: str = "classif
         _record_build(loaded.source, build)
         if dynamic_size:
             size = tuple(build["input_size"] or loaded.preprocess.input_size)
-            for other in probe_sizes(size):
+            for other in probe_sizes(size, patch_size(loaded.module)):
                 _check_runs_at(loaded.module, other, problem=f"{spec} does not support --dynamic-size: "
                                "it cannot run", hint="export it at a fixed size (without --dynamic-size)")
     if checkpoint is not None and kind in ("demo", "onnx"):
@@ -275,11 +275,23 @@ def _create_timm(timm, name: str, build: dict):
     return module
 
 
-def probe_sizes(size) -> list:
-    """Two more input sizes (about 3/4 and 5/4 of ``size``, on a patch-friendly grid) at which a
-    --dynamic-size model must run and its export must hold parity: a graph with a size baked in fails there."""
+def patch_size(module) -> int | None:
+    """The patch size of a ViT-like module: the stride of its first Conv2d whose kernel equals its stride
+    (the patch embedding, whatever the family calls it); None when there is none."""
+    import torch
+
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Conv2d) and sub.kernel_size == sub.stride and sub.stride[0] > 1:
+            return int(sub.stride[0])
+    return None
+
+
+def probe_sizes(size, patch: int | None = None) -> list:
+    """Two more input sizes (about 3/4 and 5/4 of ``size``, on a grid of twice the patch size when known)
+    at which a --dynamic-size model must run and its export must hold parity: a graph with a size baked
+    in fails there."""
     h, w = size
-    step = next((s for s in (32, 28, 16, 14) if h % s == 0 and w % s == 0), 8)
+    step = 2 * patch if patch else next((s for s in (32, 28, 16, 14) if h % s == 0 and w % s == 0), 8)
     return [(max(step, round(h * f / step) * step), max(step, round(w * f / step) * step)) for f in (0.75, 1.25)]
 
 

@@ -64,15 +64,16 @@ def export_fp32(job, path: Path) -> Path:
     job.manifest["export"]["parity"] = check_export_parity(job, path)
     if dynamic_size:
         job.manifest["export"]["parity_other_sizes"] = [check_export_parity(job, path, size=size)
-                                                         for size in other_sizes(loaded.preprocess)]
+                                                         for size in other_sizes(loaded.preprocess,
+                                                                                 loaded.module)]
     return path
 
 
-def other_sizes(preprocess) -> list:
+def other_sizes(preprocess, module=None) -> list:
     """The extra sizes a --dynamic-size export is checked at (see ``sources.probe_sizes``)."""
-    from vit_edge.sources import probe_sizes
+    from vit_edge.sources import patch_size, probe_sizes
 
-    return probe_sizes(preprocess.input_size)
+    return probe_sizes(preprocess.input_size, patch_size(module) if module is not None else None)
 
 
 def export_torch(module, preprocess, path: Path, *, opset: int = DEFAULT_OPSET, dynamic_size: bool = False,
