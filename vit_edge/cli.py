@@ -203,6 +203,9 @@ def convert(model, target, precision, out, force, checkpoint, trust_checkpoint, 
     if parity:
         click.echo(f"export parity vs torch: max abs error {parity['max_abs_error']:.2e} "
                    f"(tolerance {parity['tolerance']:.1e}) on {parity['images']} images")
+        for other in m["export"].get("parity_other_sizes", []):
+            click.echo(f"  at {other['input_size'][0]}x{other['input_size'][1]}: max abs error "
+                       f"{other['max_abs_error']:.2e} (tolerance {other['tolerance']:.1e})")
     if result.report is not None:
         _print_report(result.report)
         if not result.report.passed:
