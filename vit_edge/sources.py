@@ -131,7 +131,7 @@ def load_model(spec: str | None = None, *, checkpoint=None, task: str | None = N
         if kind == "timm":
             loaded = _timm(value, checkpoint, trust_checkpoint, build)
         elif kind == "hf":
-            loaded = _hf(value, checkpoint, trust_checkpoint, build, task)
+            loaded = _hf(value, checkpoint, trust_checkpoint, build, task or "classify")
         else:
             loader = {"demo": _demo, "torchvision": _torchvision, "python": _python}[kind]
             loaded = loader(value, checkpoint, trust_checkpoint)
@@ -139,7 +139,7 @@ def load_model(spec: str | None = None, *, checkpoint=None, task: str | None = N
         if loaded.source.get("random_init"):
             _redraw_zero_weights(loaded.module, seed)
             _open_layer_scales(loaded.module)
-        loaded = _apply_task(loaded, task or "classify")
+        loaded = _apply_task(loaded, task or loaded.task)
         _record_build(loaded.source, build)
         if dynamic_size:
             size = tuple(build["input_size"] or loaded.preprocess.input_size)
@@ -434,7 +434,7 @@ def _hf(directory, checkpoint, trust, build: dict, task: str) -> LoadedModel:
         _check_runs_at(wrapped, size, problem=f"{directory} cannot run")
     id2label = getattr(config, "id2label", None) or {}
     labels = [id2label[i] for i in sorted(id2label)] if id2label and classifier else None
-    return LoadedModel(wrapped, pre, labels, source, warnings=warnings)
+    return LoadedModel(wrapped, pre, labels, source, task=task, warnings=warnings)
 
 
 def _hf_model_class(transformers, config):
