@@ -98,7 +98,7 @@ def _digits(split: str) -> ImageSet:
         chosen = {"train": train, "test": test}[split]
     # The 8x8 images hold 0..16 ink levels; scale them to ordinary 8-bit grayscale images.
     pixels = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
-    items = [Image.fromarray(pixels[i], mode="L") for i in chosen]
+    items = [Image.fromarray(pixels[i]) for i in chosen]
     return ImageSet(items, [int(digits.target[i]) for i in chosen], [str(d) for d in range(10)], f"digits:{split}")
 
 

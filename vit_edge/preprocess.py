@@ -106,7 +106,7 @@ def to_rgb(im):
             arr = arr / 257.0  # 16-bit full range to 8-bit
         elif hi > 255:
             arr = arr * (255.0 / hi)
-        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         background = Image.new("RGBA", im.size, (0, 0, 0, 255))
@@ -167,8 +167,8 @@ def _array_image(arr: np.ndarray):
         raise InputError("an HWC image array must be uint8 or uint16 (pass float input as an NCHW batch)",
                          got=str(arr.dtype))
     if arr.shape[2] == 1:
-        return Image.fromarray(arr[:, :, 0], mode="L")
-    return Image.fromarray(arr, mode="RGB" if arr.shape[2] == 3 else "RGBA")
+        return Image.fromarray(arr[:, :, 0])
+    return Image.fromarray(arr)  # uint8 HxWx3 is RGB, HxWx4 RGBA
 
 
 def as_batch(inputs, cfg: PreprocessConfig) -> np.ndarray:
