@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "data" / "imagenet-samples"
+# The shared photos sit beside the checkout (/work/main -> /work/shared), or further up for worktrees.
+SAMPLES = next((p / "shared" / "data" / "imagenet-samples" for p in REPO.parents
+                if (p / "shared" / "data" / "imagenet-samples").is_dir()),
+               REPO.parent / "shared" / "data" / "imagenet-samples")
 MODELS = Path(__file__).resolve().parent / "models"
 
 

@@ -160,7 +160,9 @@ def _array_file(path: Path) -> ImageSet:
 
 
 def load_images(spec, label_names=None) -> ImageSet:
-    """Resolve a data spec (see module docstring) to an :class:`ImageSet`."""
+    """Resolve a data spec (see module docstring) to an :class:`ImageSet`; an ImageSet passes through."""
+    if isinstance(spec, ImageSet):
+        return spec
     text = str(spec)
     if text.startswith("digits:"):
         split = text.split(":", 1)[1]

@@ -33,6 +33,7 @@ class ConvertJob:
     options: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
     messages: list = field(default_factory=list)  # what the CLI should tell the user at the end
+    calibration: object = None  # calibration.CalibrationData, loaded once by the first quantizer
 
     def option(self, name, default=None):
         value = self.options.get(name)
@@ -85,18 +86,33 @@ def convert(model=None, *, target: str = "onnx", precision: str = "fp32", out, f
         job.manifest.update(base_manifest(loaded, target, precision, seed))
         module.build(job)
         report = None
-        if options.get("validate"):
+        data = validation_data(job)
+        if data is not None:
             from vit_edge.validate import validate_artifact
 
-            report = validate_artifact(job.workdir, reference=options.get("reference"), data=options["validate"],
+            job.manifest["files"] = file_entries(job.workdir)  # the runtime reads the manifest to load
+            write_json(job.workdir / "manifest.json", job.manifest)
+            report = validate_artifact(job.workdir, reference=options.get("reference"), data=data,
                                        limit=options.get("validate_limit"),
-                                       thresholds=options.get("thresholds") or {},
-                                       write_to=job.workdir)
+                                       thresholds=options.get("thresholds") or {}, write_to=job.workdir,
+                                       candidate_options={"device": options["device"]} if options.get("device")
+                                       else None)
             job.manifest["validation"] = report.summary()
         job.manifest["files"] = file_entries(job.workdir)
         job.manifest["convert_seconds"] = round(time.time() - started, 1)
         write_json(job.workdir / "manifest.json", job.manifest)
     return ConvertResult(out, job.manifest, report, job.messages)
+
+
+def validation_data(job):
+    """What convert validates on: --validate, else the labelled calibration images it did not use."""
+    if job.option("validate"):
+        return job.option("validate")
+    holdout = getattr(job.calibration, "holdout", None)
+    if holdout is not None:
+        job.messages.append(f"validated on {len(holdout)} labelled images of {job.calibration.source} that "
+                            "calibration did not use (pass --validate to choose the data)")
+    return holdout
 
 
 def base_manifest(loaded, target: str, precision: str, seed: int) -> dict:

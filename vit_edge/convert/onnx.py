@@ -22,6 +22,12 @@ INPUT_NAME, OUTPUT_NAME = "pixel_values", "logits"
 DEFAULT_TOLERANCE = 1e-4  # max abs logit error, relative to max(1, max |reference logit|)
 
 
+def check_options(precision: str, options: dict) -> None:
+    from vit_edge.convert.quantize import check_int8_options
+
+    check_int8_options(precision, options)
+
+
 def build(job) -> None:
     """Write ``model.onnx`` in the requested precision."""
     fp32 = export_fp32(job, job.workdir / ARTIFACT)

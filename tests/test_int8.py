@@ -1,0 +1,159 @@
+"""INT8 with real calibration images: accuracy gates on two trained ViTs, both INT8 paths, CI reports."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from conftest import MODELS, run_cli
+from vit_edge import runtimes
+from vit_edge.data import load_images
+
+pytest.importorskip("nncf")
+
+ENCODER = f"{MODELS / 'encoder_vit.py'}:make_model"
+ENCODER_WEIGHTS = MODELS / "encoder_vit_digits.safetensors"
+
+
+def _int8(tmp_path_factory, name, *args):
+    out = tmp_path_factory.mktemp("int8") / name
+    result = run_cli("convert", *args, "--precision", "int8", "--calib", "digits:train", "--calib-size", "200",
+                     "--validate", "digits:test", "--out", out)
+    assert result.code == 0, result.err
+    return out, result
+
+
+@pytest.fixture(scope="session")
+def demo_ov_int8(tmp_path_factory):
+    return _int8(tmp_path_factory, "demo-ov", "--target", "openvino")
+
+
+@pytest.fixture(scope="session")
+def demo_onnx_int8(tmp_path_factory):
+    return _int8(tmp_path_factory, "demo-onnx", "--target", "onnx")
+
+
+def _check_gate(out, result):
+    """Within 0.5 top-1 points of FP32 torch on digits:test and >= 98% agreement, reports beside it."""
+    report = json.loads((out / "report.json").read_text())
+    assert report["passed"] and report["samples"] == 360 and report["data"] == "digits:test"
+    ref, cand = report["reference"], report["candidate"]
+    assert ref["target"] == "torch" and cand["precision"] == "int8"
+    assert ref["top1"] > 0.95  # a trained model, so the gate means something
+    assert 100 * (ref["top1"] - cand["top1"]) <= 0.5, report
+    assert report["top1_agreement"] >= 0.98, report
+    assert "PASSED" in (out / "report.md").read_text() and "PASSED" in result.out
+    manifest = json.loads((out / "manifest.json").read_text())
+    q = manifest["quantization"]
+    assert q["model_type"] == "transformer" and q["preset"] == "mixed" and q["fast_bias_correction"]
+    assert q["calibration"] == {"source": "digits:train", "requested": 200, "used": 200, "skipped_files": 0,
+                                "holdout": 1237}
+    assert manifest["validation"]["passed"]
+    return manifest, report
+
+
+@pytest.mark.parametrize("which", ["demo_ov_int8", "demo_onnx_int8"])
+def test_demo_int8_meets_the_gate(which, request):
+    out, result = request.getfixturevalue(which)
+    manifest, report = _check_gate(out, result)
+    if manifest["target"] == "openvino":
+        assert manifest["quantization"]["fake_quantize_nodes"] > 10
+        assert report["candidate"]["inference_precision"] in ("bf16", "f32")
+        assert report["candidate"]["device"] == "CPU"
+    else:
+        assert manifest["quantization"]["quantize_nodes"] > 10
+
+
+def test_onnx_int8_is_qdq_that_onnxruntime_runs(demo_onnx_int8):
+    import onnx
+
+    out, _ = demo_onnx_int8
+    graph = onnx.load(str(out / "model.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # the transformer recipe keeps the numerically fragile ops in floating point: no Q/DQ feeds them
+    produced_by = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:
+        if node.op_type in ("LayerNormalization", "Softmax"):
+            assert all(produced_by.get(i) is None or produced_by[i].op_type != "DequantizeLinear"
+                       for i in node.input), node.name
+    runtime = runtimes.load(out)
+    batch, labels = next(load_images("digits:test").batches(runtime.preprocess, batch_size=100))
+    assert (runtime.run(batch).argmax(1) == labels).mean() >= 0.97
+
+
+def test_encoder_vit_int8_meets_the_gate_on_both_paths(tmp_path_factory):
+    assert ENCODER_WEIGHTS.exists(), "train it with scripts/train_demo.py --model encoder"
+    for target in ("openvino", "onnx"):
+        out, result = _int8(tmp_path_factory, f"encoder-{target}", ENCODER, "--checkpoint", ENCODER_WEIGHTS,
+                            "--target", target)
+        _check_gate(out, result)
+
+
+def test_calib_alone_validates_on_the_held_out_part(demo_onnx, tmp_path):
+    """--calib digits:train without --validate: convert validates on the 1,337 images it did not calibrate on."""
+    out = tmp_path / "out"
+    result = run_cli("convert", demo_onnx / "model.onnx", "--target", "onnx", "--precision", "int8",
+                     "--calib", "digits:train", "--calib-size", "100", "--out", out)
+    assert result.code == 0, result.err
+    report = json.loads((out / "report.json").read_text())
+    assert report["samples"] == 1337 and "held out from calibration" in report["data"]
+    assert report["passed"] and "validated on 1337 labelled images" in result.err
+
+
+@pytest.fixture(scope="session")
+def collapsed_int8(demo_onnx, tmp_path_factory):
+    """Calibrated on constant images (what a 'synthetic fallback' amounts to): INT8 accuracy collapses."""
+    folder = tmp_path_factory.mktemp("collapsed")
+    np.save(folder / "gray.npy", np.zeros((10, 3, 32, 32), np.float32))
+    out = folder / "out"
+    result = run_cli("convert", demo_onnx / "model.onnx", "--target", "onnx", "--precision", "int8",
+                     "--calib", folder / "gray.npy", "--validate", "digits:test", "--out", out)
+    return out, result
+
+
+def test_failed_gate_exits_1_and_keeps_the_report(collapsed_int8):
+    out, result = collapsed_int8
+    assert result.code == 1, result.err
+    assert "error: parity failed: top-1 agreement" in result.err
+    report = json.loads((out / "report.json").read_text())
+    assert not report["passed"] and report["top1_agreement"] < 0.5
+    assert "FAILED" in (out / "report.md").read_text()
+
+
+def test_accuracy_control_and_ignore(demo_ov_int8, tmp_path):
+    """--ignore MatMul keeps every MatMul in FP; accuracy control reports what it returned to FP."""
+    out = tmp_path / "ac"
+    result = run_cli("convert", "--target", "openvino", "--precision", "int8", "--calib", "digits:train",
+                     "--calib-size", "100", "--ignore", "MatMul", "--preset", "performance",
+                     "--smooth-quant-alpha", "-1", "--no-bias-correction", "--max-accuracy-drop", "0",
+                     "--validate", "digits:test", "--validate-limit", "120", "--out", out)
+    assert result.code == 0, result.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    q = manifest["quantization"]
+    assert q["ignored_types"] == ["MatMul"] and q["preset"] == "performance"
+    assert q["smooth_quant_alpha"] == -1 and q["fast_bias_correction"] is False
+    default = json.loads((demo_ov_int8[0] / "manifest.json").read_text())["quantization"]
+    assert 0 < q["fake_quantize_nodes"] < default["fake_quantize_nodes"]
+    ac = q["accuracy_control"]
+    assert ac["max_drop_points"] == 0 and ac["validation"] == "digits:test" and ac["validation_images"] == 120
+    assert isinstance(ac["reverted_to_float"], list)
+    assert "accuracy control (max drop 0 pts on digits:test)" in result.err
+    assert manifest["validation"]["passed"]
+
+
+def test_validate_junit_reflects_pass_and_fail(demo_ov_int8, collapsed_int8, tmp_path):
+    passed, failed = tmp_path / "pass.xml", tmp_path / "fail.xml"
+    result = run_cli("validate", demo_ov_int8[0], "--data", "digits:test", "--limit", "100", "--junit", passed)
+    assert result.code == 0, result.err
+    suite = ET.parse(passed).getroot()
+    assert suite.tag == "testsuite" and suite.get("tests") == "1" and suite.get("failures") == "0"
+    assert suite.find("testcase/failure") is None
+    result = run_cli("validate", collapsed_int8[0], "--data", "digits:test", "--limit", "100", "--junit", failed)
+    assert result.code == 1
+    suite = ET.parse(failed).getroot()
+    assert suite.get("failures") == "1"
+    assert "top-1 agreement" in suite.find("testcase/failure").get("message")

@@ -1,0 +1,111 @@
+"""Calibration data for INT8: real images, sampled deterministically and preprocessed like the model.
+
+``load_calibration(spec, preprocess, size=300, seed=0)`` accepts whatever ``vit_edge.data.load_images``
+accepts (an image folder searched recursively, class subfolders allowed; a preprocessed ``.npy``/``.npz``;
+a built-in spec such as ``digits:train``). There is deliberately no fallback to random or synthetic data:
+quantizing a ViT on noise gives scales that look fine and lose accuracy silently, so missing or
+undecodable calibration data is an error the user must fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vit_edge.errors import DataError
+from vit_edge.preprocess import check_batch, image_to_array, open_image
+
+log = logging.getLogger("vit_edge")
+
+DEFAULT_SIZE = 300
+
+
+@dataclass
+class CalibrationData:
+    """Preprocessed NCHW float32 calibration images and where they came from."""
+
+    images: np.ndarray
+    source: str
+    requested: int
+    skipped: list = field(default_factory=list)  # files that did not decode
+    holdout: object | None = None  # data.ImageSet of the labelled images not used for calibration
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batches(self, batch_size: int = 1):
+        """The images in batches (NNCF feeds one item per calibration step)."""
+        for start in range(0, len(self.images), batch_size):
+            yield self.images[start:start + batch_size]
+
+    def summary(self) -> dict:
+        return {"source": self.source, "requested": self.requested, "used": len(self),
+                "skipped_files": len(self.skipped),
+                **({"holdout": len(self.holdout)} if self.holdout is not None else {})}
+
+
+def load_calibration(spec, preprocess, *, size: int = DEFAULT_SIZE, seed: int = 0, label_names=None,
+                     progress: bool = True) -> CalibrationData:
+    """Sample ``size`` images of ``spec`` in a seeded random order and preprocess them for the model.
+
+    Undecodable files are skipped (and counted) and sampling continues past them, so ``size`` usable
+    images are used whenever the source holds that many. Fewer is a warning; none is a :class:`DataError`.
+    """
+    from tqdm import tqdm
+
+    from vit_edge.data import load_images
+
+    if spec is None or str(spec).strip() == "":
+        raise DataError("INT8 needs calibration data", hint="pass --calib with an image folder, a .npy/.npz "
+                        "of preprocessed images, or a built-in spec like digits:train")
+    if size < 1:
+        raise DataError(f"calibration size must be at least 1 (got {size})")
+    images = load_images(spec, label_names)
+    order = np.random.default_rng(seed).permutation(len(images))
+    if images.preprocessed is not None:
+        chosen = order[:size]
+        arrays = check_batch(images.preprocessed[np.sort(chosen)], preprocess)
+        used_indices = list(chosen)
+    else:
+        arrays, used_indices = [], []
+        with tqdm(total=min(size, len(images)), desc="calibration images", unit="img", disable=not progress,
+                  leave=False) as bar:
+            for index in order:
+                item = images.items[index]
+                try:
+                    image = open_image(item) if isinstance(item, (str, Path)) else item
+                except DataError:
+                    images.skipped.append(str(item))
+                    continue
+                arrays.append(image_to_array(image, preprocess))
+                used_indices.append(int(index))
+                bar.update(1)
+                if len(arrays) == size:
+                    break
+        arrays = np.stack(arrays) if arrays else np.empty((0,))
+    source = str(spec)
+    if len(arrays) == 0:
+        raise DataError(f"{source}: no decodable images for calibration ({len(images.skipped)} files skipped)",
+                        hint="point --calib at a folder of JPEG/PNG images")
+    if len(arrays) < size:
+        log.warning("calibration: %s holds only %d usable images (asked for %d); using all %d%s", source,
+                    len(arrays), size, len(arrays),
+                    f", {len(images.skipped)} undecodable files skipped" if images.skipped else "")
+    elif images.skipped:
+        log.warning("calibration: skipped %d undecodable files in %s", len(images.skipped), source)
+    holdout = None
+    # Labelled images calibration did not touch can check the result, if their classes are the model's.
+    if images.labelled and (not label_names or images.class_names == [str(n) for n in label_names]):
+        tried = set(int(i) for i in used_indices) | {i for i, item in enumerate(images.items)
+                                                     if str(item) in set(images.skipped)}
+        rest = [i for i in range(len(images)) if i not in tried]
+        if rest:
+            holdout = images.subset(rest)
+            holdout.source = f"{source} (held out from calibration)"
+    data = CalibrationData(np.ascontiguousarray(arrays, dtype=np.float32), source, size, list(images.skipped),
+                           holdout)
+    log.info("calibration: %d images from %s", len(data), source)
+    return data

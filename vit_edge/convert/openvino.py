@@ -1,0 +1,84 @@
+"""Target ``openvino``: FP32 ONNX -> OpenVINO IR (``model.xml`` + ``model.bin``) in fp32, fp16 or int8.
+
+INT8 quantizes the OpenVINO model itself with NNCF (after ``ov.convert_model``) rather than converting a
+Q/DQ ONNX: NNCF's OpenVINO backend is its best-supported one and gave the better accuracy and speed here
+(see the README's INT8 section for the measurement).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from vit_edge.errors import ExportError, ParityError, require
+
+log = logging.getLogger("vit_edge")
+
+ARTIFACT = "model.xml"
+FP32_TOLERANCE = 1e-4  # max abs logit error vs torch, relative to max(1, max |logit|), at f32 inference
+
+
+def check_options(precision: str, options: dict) -> None:
+    from vit_edge.convert.quantize import check_int8_options
+
+    check_int8_options(precision, options)
+
+
+def build(job) -> None:
+    from vit_edge.convert.onnx import export_fp32
+
+    ov = require("openvino", "openvino")
+    onnx_path = job.workdir / ".fp32.onnx"  # hidden: a build input, not part of the artifact
+    export_fp32(job, onnx_path)
+    try:
+        model = ov.convert_model(str(onnx_path))
+    except Exception as exc:  # the converter raises its own OpConversionFailure/GeneralFailure types
+        raise ExportError(f"OpenVINO cannot convert the ONNX: {str(exc).splitlines()[0][:200]}") from None
+    if job.precision == "int8":
+        from vit_edge.convert.quantize import quantize_openvino
+
+        model = quantize_openvino(job, model)
+    xml = job.workdir / ARTIFACT
+    # fp16 stores FP16 weights (half the size; the CPU plugin decompresses them); fp32/int8 keep FP32
+    # constants, so the FP32 IR is bit-for-bit the exported model.
+    ov.save_model(model, str(xml), compress_to_fp16=job.precision == "fp16")
+    onnx_path.unlink()
+    job.manifest["artifact"] = ARTIFACT
+    job.manifest["openvino"] = {"version": ov.__version__, "weights": "model.bin",
+                                "compressed_to_fp16": job.precision == "fp16"}
+    job.manifest["openvino"]["parity"] = check_parity(job, xml)
+
+
+def check_parity(job, xml) -> dict:
+    """Run the IR on the export-parity images and record the precision the CPU plugin really used.
+
+    An FP32 IR must match torch within the export tolerance at f32 (the proof that f32 ran); fp16 and
+    int8 are judged by validation (``--validate``), so here they only record their error."""
+    from vit_edge.convert.onnx import parity_images
+    from vit_edge.runtimes.openvino import OpenVINORuntime
+
+    batch, source = parity_images(job)
+    runtime = OpenVINORuntime(xml, preprocess=job.loaded.preprocess, precision=job.precision,
+                              device=job.option("device", "CPU"))
+    candidate = runtime.run(batch)
+    result = {"images": len(batch), "data": source, **runtime.info()}
+    result = {k: result[k] for k in ("images", "data", "device", "inference_precision")}
+    if job.loaded.module is None:
+        return result
+    import torch
+
+    with torch.no_grad():
+        reference = job.loaded.module(torch.from_numpy(batch)).float().numpy()
+    err = float(np.abs(candidate - reference).max())
+    result["max_abs_error_vs_torch"] = err
+    result["top1_agreement_vs_torch"] = float((candidate.argmax(1) == reference.argmax(1)).mean())
+    if job.precision == "fp32":
+        tolerance = float(job.option("tolerance", FP32_TOLERANCE)) * max(1.0, float(np.abs(reference).max()))
+        result["tolerance"] = tolerance
+        if not err <= tolerance:
+            raise ParityError(f"the FP32 OpenVINO IR disagrees with torch: max abs error {err:.3g} > "
+                              f"{tolerance:.3g} at {result['inference_precision']} on {len(batch)} images ({source})")
+    log.info("OpenVINO %s parity vs torch: max abs error %.2e at %s", job.precision, err,
+             result["inference_precision"])
+    return result
