@@ -39,6 +39,7 @@ class BenchResult:
     p99_ms: float
     throughput: float  # images per second, median over rounds
     speedup: float  # throughput / the reference's throughput at the same batch size
+    cpu_ms_per_image: float  # CPU time (all threads) per image, median over rounds: robust to a busy machine
     peak_memory_mb: float  # the worker process's peak resident memory (whole process: interpreter included)
     load_seconds: float
     calls: int
@@ -85,6 +86,14 @@ class BenchReport:
 # ---------------------------------------------------------------- the worker process (one per artifact)
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process, all threads: unlike wall time, other programs on the machine barely move it."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _peak_rss_mb() -> float:
     import resource
     import sys
@@ -93,13 +102,16 @@ def _peak_rss_mb() -> float:
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
-def _worker(conn, artifact: str, options: dict) -> None:
-    """Load one artifact, then answer ("run", batch, seconds) with per-call latencies until ("stop",)."""
+def _worker(conn, artifact, options: dict) -> None:
+    """Load one artifact, then answer ("run", batch, seconds) with per-call latencies until ("stop",).
+
+    ``artifact`` is a path or MODEL spec for ``runtimes.load``, or a picklable callable that returns an
+    object with ``run(batch)``, ``info()`` and ``preprocess`` (benchmarks use this for hand-made baselines)."""
     try:
         from vit_edge import runtimes
 
         started = time.perf_counter()
-        runtime = runtimes.load(artifact, **options)
+        runtime = artifact(**options) if callable(artifact) else runtimes.load(artifact, **options)
         info = {**runtime.info(), "load_seconds": time.perf_counter() - started}
         conn.send(("ready", info))
         inputs = {}
@@ -115,6 +127,7 @@ def _worker(conn, artifact: str, options: dict) -> None:
                 for _ in range(WARMUP_CALLS):
                     runtime.run(inputs[batch])
             latencies = []
+            cpu_started = _cpu_seconds()
             deadline = time.perf_counter() + seconds
             while True:  # at least one call per round, however short the round
                 t0 = time.perf_counter()
@@ -123,7 +136,7 @@ def _worker(conn, artifact: str, options: dict) -> None:
                 latencies.append(t1 - t0)
                 if t1 >= deadline:
                     break
-            conn.send(("latencies", latencies, _peak_rss_mb()))
+            conn.send(("latencies", latencies, _cpu_seconds() - cpu_started, _peak_rss_mb()))
     except VitEdgeError as exc:
         conn.send(("error", type(exc).__name__, exc.one_line(), exc.exit_code))
     except Exception as exc:  # a backend failure: report it as one line rather than a dead pipe
@@ -134,18 +147,18 @@ def _worker(conn, artifact: str, options: dict) -> None:
 
 
 class _Worker:
-    def __init__(self, context, artifact: str, options: dict):
-        self.artifact = artifact
+    def __init__(self, context, artifact, options: dict):
+        self.artifact = artifact if isinstance(artifact, str) else getattr(artifact, "__name__", "runner")
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_worker, args=(child, artifact, options), daemon=True)
         self.process.start()
         child.close()
         self.info = self._receive("ready")[1]
 
-    def run(self, batch: int, seconds: float) -> tuple[list, float]:
+    def run(self, batch: int, seconds: float) -> tuple[list, float, float]:
+        """Per-call latencies, CPU seconds used, and peak memory so far, for one round."""
         self.conn.send(("run", batch, seconds))
-        _, latencies, peak = self._receive("latencies")
-        return latencies, peak
+        return self._receive("latencies")[1:]
 
     def _receive(self, kind: str):
         if not self.conn.poll(_COMMAND_TIMEOUT):
@@ -192,14 +205,15 @@ def check_settings(artifacts, batches, threads, duration, rounds) -> None:
 
 def benchmark(artifacts, *, batches=DEFAULT_BATCHES, threads: int | None = None, duration: float = DEFAULT_DURATION,
               rounds: int = DEFAULT_ROUNDS, device: str | None = None, names=None, options=None) -> BenchReport:
-    """Measure ``artifacts`` (paths or MODEL specs; the first is the reference) at each batch size.
+    """Measure ``artifacts`` (paths or MODEL specs, or runner factories as :func:`_worker` describes; the
+    first is the reference) at each batch size.
 
     ``duration`` seconds of measurement per artifact and batch size are split into ``rounds`` rounds that
     alternate between the artifacts. ``options`` go to every ``runtimes.load`` (e.g. ``hint``).
     """
     import multiprocessing
 
-    artifacts = [str(a) for a in artifacts]
+    artifacts = [a if callable(a) else str(a) for a in artifacts]
     batches = [int(b) for b in batches]
     check_settings(artifacts, batches, threads, duration, rounds)
     names = list(names) if names else _short_names(artifacts)
@@ -217,13 +231,15 @@ def benchmark(artifacts, *, batches=DEFAULT_BATCHES, threads: int | None = None,
         per_round = duration / rounds
         latencies = {(i, b): [] for i in range(len(workers)) for b in batches}
         rates = {(i, b): [] for i in range(len(workers)) for b in batches}
+        cpu_ms = {(i, b): [] for i in range(len(workers)) for b in batches}
         peaks = [0.0] * len(workers)
         for batch in batches:
             for _ in range(rounds):
                 for i, worker in enumerate(workers):
-                    calls, peak = worker.run(batch, per_round)
+                    calls, cpu, peak = worker.run(batch, per_round)
                     latencies[i, batch] += calls
                     rates[i, batch].append(batch * len(calls) / sum(calls))
+                    cpu_ms[i, batch].append(1000.0 * cpu / (batch * len(calls)))
                     peaks[i] = max(peaks[i], peak)
     finally:
         for worker in workers:
@@ -240,9 +256,10 @@ def benchmark(artifacts, *, batches=DEFAULT_BATCHES, threads: int | None = None,
             results.append(BenchResult(
                 name=names[i], target=info["target"], precision=info["precision"],
                 batch=batch, p50_ms=p50, p90_ms=p90, p99_ms=p99, throughput=throughput,
-                speedup=throughput / reference, peak_memory_mb=peaks[i], load_seconds=info["load_seconds"],
+                speedup=throughput / reference, cpu_ms_per_image=float(np.median(cpu_ms[i, batch])),
+                peak_memory_mb=peaks[i], load_seconds=info["load_seconds"],
                 calls=len(ms), rounds=rounds, throughput_rounds=[float(r) for r in rates[i, batch]]))
-    settings = {"artifacts": artifacts, "batches": batches, "threads": threads, "device": device,
+    settings = {"artifacts": [a if isinstance(a, str) else names[i] for i, a in enumerate(artifacts)], "batches": batches, "threads": threads, "device": device,
                 "duration": duration, "rounds": rounds, "seconds_per_round": duration / rounds,
                 "warmup_calls": WARMUP_CALLS}
     return BenchReport(results, settings, machine)
@@ -252,12 +269,15 @@ def _short_names(artifacts) -> list:
     """Readable names: the directory (or file) name, made unique by its parent where two collide."""
     names = []
     for artifact in artifacts:
+        if callable(artifact):
+            names.append(getattr(artifact, "__name__", type(artifact).__name__))
+            continue
         path = artifact.rstrip("/")
         base = os.path.basename(path)
         if base in ("model.onnx", "model.xml", "model.engine"):
             base = os.path.basename(os.path.dirname(path)) or base
         names.append(base or artifact)
-    return [artifact if names.count(name) > 1 else name for artifact, name in zip(artifacts, names)]
+    return [str(artifact) if names.count(name) > 1 else name for artifact, name in zip(artifacts, names)]
 
 
 def _load_average() -> str:
