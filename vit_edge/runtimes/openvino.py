@@ -60,7 +60,7 @@ class OpenVINORuntime(Runtime):
                                 hint="re-run vit-edge convert; model.xml and model.bin must sit together") from None
         self._input_shape = self._model.inputs[0].get_partial_shape()
         self._compiled: dict = {}  # input shape -> _Compiled; None -> the model as stored (dynamic)
-        self._static_shapes = 0
+        self._static_shapes: list = []  # the shapes compiled static, in the order first seen
         self._lock = threading.Lock()
         shape = self._input_shape
         dynamic = shape.rank.is_static and len(shape) == 4 and (shape[2].is_dynamic or shape[3].is_dynamic)
@@ -86,7 +86,7 @@ class OpenVINORuntime(Runtime):
         """Compile ``shape`` as a static shape while fewer than MAX_STATIC_SHAPES are; else share the model
         as stored. Called under the lock (``reshape`` changes the one ov.Model in place)."""
         ov = require("openvino", "openvino")
-        static = (self._input_shape.is_dynamic and self._static_shapes < MAX_STATIC_SHAPES
+        static = (self._input_shape.is_dynamic and len(self._static_shapes) < MAX_STATIC_SHAPES
                   and self._input_shape.compatible(ov.PartialShape(list(shape))))
         if not static and None in self._compiled:
             return self._compiled[None]
@@ -98,7 +98,7 @@ class OpenVINORuntime(Runtime):
                                      f"{str(exc).splitlines()[0][:160]}",
                                      hint=f"available devices: {', '.join(self._core.available_devices)}") from None
         if static:
-            self._static_shapes += 1
+            self._static_shapes.append([int(d) for d in shape])
         else:
             self._compiled[None] = entry
         return entry
@@ -137,7 +137,7 @@ class OpenVINORuntime(Runtime):
 
     def info(self) -> dict:
         return {**super().info(), "device": self.device, "inference_precision": self.inference_precision,
-                "hint": self.hint, "streams": self._streams}
+                "hint": self.hint, "streams": self._streams, "static_shapes": list(self._static_shapes)}
 
 
 class _Compiled:
