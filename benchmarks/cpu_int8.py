@@ -232,19 +232,43 @@ print(time.perf_counter() - t0, "torch" in sys.modules)
 
 
 def cold_start(path: Path, threads: int, runs: int = 3) -> dict:
-    """A fresh process: interpreter start, import vit_edge.runtimes, load the artifact, one image."""
-    totals, inside, torch_imported = [], [], False
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for _ in range(runs):
+    """A fresh process: interpreter start, import vit_edge.runtimes, load the artifact, one image. First
+    with an empty compiled-model cache (the very first start), then ``runs`` times with it filled."""
+    import tempfile
+
+    def once(cache: str) -> tuple[float, float, bool]:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "VIT_EDGE_CACHE_DIR": cache}
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", COLD_START, str(path), str(threads)], capture_output=True,
                               text=True, env=env, check=True)
-        totals.append(time.perf_counter() - t0)
         seconds, imported = proc.stdout.split()
-        inside.append(float(seconds))
-        torch_imported |= imported == "True"
-    return {"process_seconds": statistics.median(totals), "after_interpreter_seconds": statistics.median(inside),
-            "torch_imported": torch_imported, "runs": runs}
+        return time.perf_counter() - t0, float(seconds), imported == "True"
+
+    with tempfile.TemporaryDirectory() as cache:
+        first = once(cache)
+        warm = [once(cache) for _ in range(runs)]
+    return {"process_seconds": statistics.median(w[0] for w in warm),
+            "after_interpreter_seconds": statistics.median(w[1] for w in warm),
+            "first_start_seconds": first[0], "torch_imported": first[2] or any(w[2] for w in warm), "runs": runs}
+
+
+def speed_settings_agreement(ov_int8: Path) -> dict:
+    """The runtime's speed settings (static shapes, stream split) against the IR compiled as stored with
+    OpenVINO's defaults, on the real photos: the speed work must not move the INT8 results."""
+    import openvino as ov
+
+    from vit_edge import runtimes
+    from vit_edge.data import load_images
+
+    tuned = runtimes.load(ov_int8, hint="throughput")
+    plain = ov.Core().compile_model(str(ov_int8 / "model.xml"), "CPU")
+    a, b = [], []
+    for batch, _ in load_images(str(SAMPLES)).batches(tuned.preprocess, batch_size=8):
+        a.append(tuned.run(batch))
+        b.append(plain(batch)[0])
+    a, b = np.concatenate(a), np.concatenate(b)
+    return {"samples": len(a), "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+            "max_abs_logit_difference": float(np.abs(a - b).max())}
 
 
 def parity(work: Path, ov_int8: Path) -> dict:
@@ -253,12 +277,14 @@ def parity(work: Path, ov_int8: Path) -> dict:
     from vit_edge.validate import validate_artifact
 
     photos = validate_artifact(ov_int8, data=str(SAMPLES)).summary()
+    tuned = speed_settings_agreement(ov_int8)
     demo = work / "demo-openvino-int8"
     if not (demo / "manifest.json").exists():
         convert(None, target="openvino", precision="int8", out=demo, force=True, calib="digits:train")
     digits = validate_artifact(demo, data="digits:test").summary()
     keep = ("passed", "samples", "top1_agreement", "mean_cosine", "data")
-    result = {"vit_s_photos": {k: photos[k] for k in keep}, "demo_digits": {k: digits[k] for k in keep}}
+    result = {"vit_s_photos": {k: photos[k] for k in keep}, "demo_digits": {k: digits[k] for k in keep},
+              "speed_settings_vs_plain_compile": tuned}
     result["demo_digits"]["top1_reference"] = digits["reference"].get("top1")
     result["demo_digits"]["top1_int8"] = digits["candidate"].get("top1")
     return result
@@ -292,7 +318,8 @@ def write_markdown(path: Path, data: dict, main, latency) -> None:
          onnx.throughput >= 2.5 * eager.throughput),
         ("runtime wrapper overhead, batch 1", f"{a['wrapper']['overhead_pct']:+.1f}%", "<= 3%",
          a["wrapper"]["overhead_pct"] <= 3),
-        ("cold start (fresh process, OpenVINO INT8, one image)", f"{a['cold_start']['process_seconds']:.2f} s"
+        ("cold start (fresh process, OpenVINO INT8, one image; compiled-model cache filled)",
+         f"{a['cold_start']['process_seconds']:.2f} s"
          + (" (torch imported!)" if a["cold_start"]["torch_imported"] else ", torch not imported"), "<= 1.5 s",
          a["cold_start"]["process_seconds"] <= 1.5 and not a["cold_start"]["torch_imported"]),
     ]
@@ -315,7 +342,8 @@ def write_markdown(path: Path, data: dict, main, latency) -> None:
         "## Setup", "",
         f"- Model: `{MODEL}` at 224x224, random weights (seed 0) with the head re-drawn; {a['gop']:.2f} GOP "
         "per image (2 x multiply-accumulates of every MatMul, Conv and attention product).",
-        f"- INT8 calibration: the {a['calib_images']} photos of `imagenet-samples`.",
+        f"- INT8 calibration: {a['calib_images']['used']} photos of `imagenet-samples` "
+        f"({a['calib_images']['skipped_files']} undecodable file skipped); NNCF settings as vit-edge records them.",
         f"- {s['threads']} threads; {s['rounds']} alternating rounds of {s['seconds_per_round']:.1f} s per row, "
         f"each row in its own process after {s['warmup_calls']} warm-up calls; throughput is the median over "
         "rounds, latency percentiles pool every call. CPU ms/img is the process's CPU time (all threads) per "
@@ -346,14 +374,20 @@ def write_markdown(path: Path, data: dict, main, latency) -> None:
         f"- `Runtime.run` p50 {a['wrapper']['wrapper_p50_ms']:.2f} ms vs `InferRequest.infer` "
         f"{a['wrapper']['direct_p50_ms']:.2f} ms at batch 1: {a['wrapper']['overhead_pct']:+.1f}%.",
         f"- Cold start, median of {a['cold_start']['runs']}: {a['cold_start']['process_seconds']:.2f} s for the "
-        f"whole process ({a['cold_start']['after_interpreter_seconds']:.2f} s after the interpreter started); "
-        f"torch imported: {a['cold_start']['torch_imported']}.", "",
+        f"whole process ({a['cold_start']['after_interpreter_seconds']:.2f} s after the interpreter started), "
+        "with OpenVINO's compiled-model cache filled (vit-edge caches compiled models in the user cache folder "
+        f"by default); the very first start, with an empty cache, took {a['cold_start']['first_start_seconds']:.2f}"
+        f" s. torch imported: {a['cold_start']['torch_imported']}.", "",
         "## INT8 parity", "",
         "| model | data | samples | top-1 agreement with FP32 | top-1 FP32 -> INT8 | passed |", "|---|---|---|---|---|---|",
         *[f"| {name} | {p['data']} | {p['samples']} | {100 * p['top1_agreement']:.2f}% | "
           + (f"{100 * p['top1_reference']:.2f}% -> {100 * p['top1_int8']:.2f}%" if p.get("top1_reference") else "-")
           + f" | {p['passed']} |" for name, p in (("ViT-S/16 (random weights)", a["parity"]["vit_s_photos"]),
                                                  ("demo ViT (trained)", a["parity"]["demo_digits"]))], "",
+        "The speed settings (static shapes, the stream split) against the same IR compiled as stored with "
+        f"OpenVINO's defaults, on the {a['parity']['speed_settings_vs_plain_compile']['samples']} photos: top-1 "
+        f"agreement {100 * a['parity']['speed_settings_vs_plain_compile']['top1_agreement']:.2f}%, max abs logit "
+        f"difference {a['parity']['speed_settings_vs_plain_compile']['max_abs_logit_difference']:.3g}.", "",
         "![throughput and latency](benchmarks_cpu_int8.png)", "",
     ]
     path.write_text("\n".join(lines))
@@ -398,7 +432,7 @@ def main() -> None:
     roof_scale = roof_gop_per_image / gop  # the roof rows ran ROOF_PAIRS pairs per image; rescale to ViT-S's work
     roof_gops = max(r.throughput * roof_gop_per_image for r in main_report.results if r.target == "gemm")
     data = {"gop": gop, "roof_scale": roof_scale, "roof_gops": roof_gops,
-            "calib_images": len(list(p for p in SAMPLES.iterdir() if p.is_file())),
+            "calib_images": json.loads((ov_int8 / "manifest.json").read_text())["quantization"]["calibration"],
             "wrapper": wrapper_overhead(ov_int8 / "model.xml", args.threads),
             "cold_start": cold_start(ov_int8, args.threads)}
     print("wrapper", data["wrapper"], "\ncold start", data["cold_start"], flush=True)

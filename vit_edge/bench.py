@@ -88,16 +88,20 @@ class BenchReport:
 
 def _cpu_seconds() -> float:
     """CPU time of this process, all threads: unlike wall time, other programs on the machine barely move it."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    times = os.times()
+    return times.user + times.system
 
 
 def _peak_rss_mb() -> float:
-    import resource
+    """Peak resident memory of this process (Linux/macOS: getrusage; Windows: psutil's peak working set)."""
     import sys
 
+    try:
+        import resource
+    except ImportError:  # Windows
+        import psutil
+
+        return psutil.Process().memory_info().peak_wset / (1 << 20)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
