@@ -93,9 +93,15 @@ def _cpu_seconds() -> float:
 
 
 def _peak_rss_mb() -> float:
-    """Peak resident memory of this process (Linux/macOS: getrusage; Windows: psutil's peak working set)."""
+    """Peak resident memory of this process. Linux: VmHWM, which starts afresh at exec (getrusage's
+    maxrss would carry over the size of the parent that forked us); macOS: maxrss; Windows: psutil."""
     import sys
 
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024  # kB
+    except (OSError, StopIteration):
+        pass
     try:
         import resource
     except ImportError:  # Windows
@@ -103,7 +109,7 @@ def _peak_rss_mb() -> float:
 
         return psutil.Process().memory_info().peak_wset / (1 << 20)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def _worker(conn, artifact, options: dict) -> None:
@@ -335,7 +341,7 @@ def plot(report: BenchReport, path) -> None:
         ax_lat.barh(ys, p50, height, color=colors[j % 10], xerr=whiskers, capsize=3, label=f"batch {batch}")
         ax_lat.plot([r.p90_ms for r in rows], ys, "k|", markersize=10)
         for y, r in zip(ys, rows):
-            ax_lat.text(r.p99_ms, y, f" {r.p50_ms:.1f} ms", va="center", fontsize=9)
+            ax_lat.text(r.p99_ms, y, f" p50 {r.p50_ms:.1f} ms", va="center", fontsize=9)
     labels = [f"{n}\n{by_key[n, batches[0]].target}/{by_key[n, batches[0]].precision}" for n in names]
     for ax in (ax_tp, ax_lat):
         ax.set_yticks(range(len(names)), labels)
@@ -345,10 +351,15 @@ def plot(report: BenchReport, path) -> None:
     ax_lat.tick_params(labelleft=False)
     ax_tp.set_xlabel("throughput, images/s (higher is better; speedup vs the first)")
     ax_lat.set_xlabel("latency per call, ms: bar p50, tick p90, whisker p99 (lower is better)")
-    ax_tp.legend(loc="lower right", fontsize=9)
+    spread = [r.p99_ms for r in report.results] + [r.p50_ms for r in report.results]
+    if max(spread) > 20 * min(spread):  # batch 1 next to batch 32, or a slow reference: linear hides the rest
+        ax_lat.set_xscale("log")
+        ax_lat.set_xlabel(ax_lat.get_xlabel() + ", log scale")
+    if len(batches) > 1:
+        ax_tp.legend(loc="best", fontsize=9)
     m, s = report.machine, report.settings
-    fig.suptitle(f"vit-edge bench on {m['cpu']} ({m['cores']} cores), threads {s['threads'] or 'default'}, "
-                 f"load {m['load_before']}", fontsize=11)
+    fig.suptitle(f"vit-edge bench on {m['cpu']} ({m['cores']} cores), batch {', '.join(map(str, batches))}, "
+                 f"threads {s['threads'] or 'default'}, load average {m['load_before']}", fontsize=11)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
