@@ -125,8 +125,19 @@ def load_model(spec: str | None = None, *, checkpoint=None, task: str = "classif
     overrides = {k: v for k, v in preprocess_overrides.items() if v is not None}
     if overrides:
         loaded.preprocess = loaded.preprocess.replace(**overrides)
-    loaded.source["spec"] = str(spec or "demo")
+    loaded.source["spec"] = _absolute_spec(kind, value, spec)
     return loaded
+
+
+def _absolute_spec(kind: str, value: str, spec) -> str:
+    """The spec as recorded in manifests: file-based specs made absolute so `validate` can rebuild the
+    reference from another working directory."""
+    if kind == "python":
+        path, _, attr = value.rpartition(":")
+        return f"{Path(path).resolve()}:{attr}"
+    if kind in ("hf", "onnx"):
+        return str(Path(value).resolve())
+    return str(spec or "demo")
 
 
 def read_labels(path) -> list:
