@@ -64,3 +64,15 @@ def test_throughput_hint_splits_a_batch_across_streams_with_the_same_result(ov_d
     latency = runtimes.load(ov_demo, hint="latency")
     assert latency.info()["streams"] == 1
     np.testing.assert_allclose(latency.run(batch[:9]), got, rtol=0, atol=1e-4)
+
+
+def test_compiled_models_are_cached_where_asked_and_not_when_off(ov_demo, digits, tmp_path, monkeypatch):
+    batch, _ = digits
+    cache = tmp_path / "cache"
+    cached = runtimes.load(ov_demo, cache_dir=str(cache))
+    assert cached.info()["cache_dir"] == str(cache) and list(cache.glob("*.blob"))  # the batch-1 compile
+    again = runtimes.load(ov_demo, cache_dir=str(cache))  # served from the cache: same numbers
+    np.testing.assert_allclose(again.run(batch[:1]), cached.run(batch[:1]), rtol=0, atol=1e-6)
+    monkeypatch.setenv("VIT_EDGE_CACHE_DIR", "off")
+    assert runtimes.load(ov_demo).info()["cache_dir"] is None
+    assert runtimes.load(ov_demo, cache_dir=False).info()["cache_dir"] is None
