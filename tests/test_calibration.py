@@ -45,7 +45,13 @@ def test_sampling_is_deterministic_and_seeded():
 
 
 def test_folder_skips_and_counts_undecodable_files(photos_with_junk, caplog):
-    data = load_calibration(photos_with_junk, DEMO_PRE, size=300, seed=0, progress=False)
+    import logging
+
+    logging.getLogger("vit_edge").addHandler(caplog.handler)  # the CLI may have stopped propagation
+    try:
+        data = load_calibration(photos_with_junk, DEMO_PRE, size=300, seed=0, progress=False)
+    finally:
+        logging.getLogger("vit_edge").removeHandler(caplog.handler)
     assert len(data) == 5 and len(data.skipped) == 2
     assert {p.rsplit("/", 1)[-1] for p in data.skipped} == {"notes.txt", "broken.jpg"}
     assert "holds only 5 usable images (asked for 300); using all 5" in caplog.text

@@ -48,7 +48,7 @@ def _check_gate(out, result):
     assert "PASSED" in (out / "report.md").read_text() and "PASSED" in result.out
     manifest = json.loads((out / "manifest.json").read_text())
     q = manifest["quantization"]
-    assert q["model_type"] == "transformer" and q["preset"] == "mixed" and q["fast_bias_correction"]
+    assert q["model_type"] == "transformer" and q["preset"] == "mixed" and q["bias_correction"] == "fast"
     assert q["calibration"] == {"source": "digits:train", "requested": 200, "used": 200, "skipped_files": 0,
                                 "holdout": 1237}
     assert manifest["validation"]["passed"]
@@ -124,25 +124,50 @@ def test_failed_gate_exits_1_and_keeps_the_report(collapsed_int8):
     assert "FAILED" in (out / "report.md").read_text()
 
 
-def test_accuracy_control_and_ignore(demo_ov_int8, tmp_path):
-    """--ignore MatMul keeps every MatMul in FP; accuracy control reports what it returned to FP."""
+def test_accuracy_control_returns_operations_to_float(demo_onnx, collapsed_int8, tmp_path):
+    """The collapsed calibration again, with --max-accuracy-drop: NNCF returns operations to floating point
+    until the drop is met, and vit-edge reports which ones."""
     out = tmp_path / "ac"
-    result = run_cli("convert", "--target", "openvino", "--precision", "int8", "--calib", "digits:train",
-                     "--calib-size", "100", "--ignore", "MatMul", "--preset", "performance",
-                     "--smooth-quant-alpha", "-1", "--no-bias-correction", "--max-accuracy-drop", "0",
-                     "--validate", "digits:test", "--validate-limit", "120", "--out", out)
+    gray = collapsed_int8[0].parent / "gray.npy"
+    result = run_cli("convert", demo_onnx / "model.onnx", "--target", "openvino", "--precision", "int8",
+                     "--calib", gray, "--max-accuracy-drop", "1", "--validate", "digits:test",
+                     "--validate-limit", "60", "--out", out)
     assert result.code == 0, result.err
     manifest = json.loads((out / "manifest.json").read_text())
-    q = manifest["quantization"]
-    assert q["ignored_types"] == ["MatMul"] and q["preset"] == "performance"
-    assert q["smooth_quant_alpha"] == -1 and q["fast_bias_correction"] is False
-    default = json.loads((demo_ov_int8[0] / "manifest.json").read_text())["quantization"]
-    assert 0 < q["fake_quantize_nodes"] < default["fake_quantize_nodes"]
-    ac = q["accuracy_control"]
-    assert ac["max_drop_points"] == 0 and ac["validation"] == "digits:test" and ac["validation_images"] == 120
-    assert isinstance(ac["reverted_to_float"], list)
-    assert "accuracy control (max drop 0 pts on digits:test)" in result.err
+    ac = manifest["quantization"]["accuracy_control"]
+    assert ac["max_drop_points"] == 1 and ac["validation"] == "digits:test" and ac["validation_images"] == 60
+    assert 0 < len(ac["reverted_to_float"]) < ac["quantized_operations"]
+    assert f"returned {len(ac['reverted_to_float'])} operation(s) to floating point" in result.err
+    assert ac["reverted_to_float"][0] in result.err
     assert manifest["validation"]["passed"]
+    top1 = manifest["validation"]["reference"]["top1"], manifest["validation"]["candidate"]["top1"]
+    assert 100 * (top1[0] - top1[1]) <= 1, top1
+
+
+def test_ignore_and_quantization_options_reach_nncf(demo_onnx_int8, demo_onnx, tmp_path):
+    out = tmp_path / "ignored"
+    result = run_cli("convert", demo_onnx / "model.onnx", "--target", "onnx", "--precision", "int8",
+                     "--calib", "digits:train", "--calib-size", "50", "--ignore", "MatMul", "--preset",
+                     "performance", "--smooth-quant-alpha", "-1", "--no-bias-correction", "--out", out)
+    assert result.code == 0, result.err
+    q = json.loads((out / "manifest.json").read_text())["quantization"]
+    assert q["ignored_types"] == ["MatMul"] and q["preset"] == "performance"
+    assert q["smooth_quant_alpha"] == -1 and q["bias_correction"] == "off"
+    default = json.loads((demo_onnx_int8[0] / "manifest.json").read_text())["quantization"]
+    assert 0 < q["quantize_nodes"] < default["quantize_nodes"]
+    import onnx
+
+    graph = onnx.load(str(out / "model.onnx")).graph
+    produced_by = {o: n.op_type for n in graph.node for o in n.output}
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
+    assert matmuls and all(produced_by.get(i) != "DequantizeLinear" for n in matmuls for i in n.input)
+    # performance preset: symmetric activations, every zero point is 0
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    zero_points = [inits[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2
+                   and n.input[2] in inits]
+    assert zero_points and all(not zp.any() for zp in zero_points)
 
 
 def test_validate_junit_reflects_pass_and_fail(demo_ov_int8, collapsed_int8, tmp_path):

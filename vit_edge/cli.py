@@ -158,7 +158,8 @@ def cli(verbose):
 @click.option("--preset", type=click.Choice(["performance", "mixed"]), default=None,
               help="INT8 activation scheme (performance = symmetric).")
 @click.option("--smooth-quant-alpha", type=float, default=None, help="SmoothQuant alpha (negative disables).")
-@click.option("--no-bias-correction", is_flag=True, help="Disable NNCF's fast bias correction.")
+@click.option("--no-bias-correction", is_flag=True,
+              help="Turn NNCF's bias correction off (its full variant fails on exported ViT graphs in NNCF 3.4).")
 @click.option("--ignore", multiple=True, help="Node name or op type to keep in floating point (repeatable).")
 @click.option("--max-accuracy-drop", type=float, default=None,
               help="Accuracy-controlled INT8: allowed top-1 drop in points (needs labelled --validate data).")
@@ -235,6 +236,12 @@ def validate(candidate, reference, data, limit, json_path, markdown_path, junit_
         sys.exit(1)
 
 
+def _backend(side: dict) -> str:
+    """target/precision, plus the precision the backend really ran when it reports one (OpenVINO)."""
+    ran = side.get("inference_precision")
+    return f"{side['target']}/{side['precision']}" + (f" ({ran})" if ran else "")
+
+
 def _print_report(report) -> None:
     s = report.summary()
     pct = lambda v: "   -   " if v is None else f"{100 * v:6.2f}%"  # noqa: E731
@@ -242,7 +249,7 @@ def _print_report(report) -> None:
     click.echo(f"{'':18}{'reference':>24}  {'candidate':>24}")
     click.echo(f"{'model':18}{ref['name'][-24:]:>24}  {cand['name'][-24:]:>24}")
     click.echo(f"{'backend':18}{ref['target'] + '/' + ref['precision']:>24}  "
-               f"{cand['target'] + '/' + cand.get('inference_precision', cand['precision']):>24}")
+               f"{_backend(cand):>24}")
     click.echo(f"{'top-1':18}{pct(ref['top1']):>24}  {pct(cand['top1']):>24}")
     click.echo(f"samples {s['samples']}  agreement {100 * s['top1_agreement']:.2f}%  "
                f"mean cosine {s['mean_cosine']:.6f}  max abs error {s['max_abs_error']:.3g}"

@@ -54,8 +54,7 @@ class ParityReport:
                                                                    if self.skipped else ""), "",
                  "| | reference | candidate |", "|---|---|---|",
                  f"| model | {ref['name']} | {cand['name']} |",
-                 f"| backend / precision | {ref['target']} / {ref['precision']} | {cand['target']} / "
-                 f"{cand['precision']} |",
+                 f"| backend / precision | {_precision(ref)} | {_precision(cand)} |",
                  f"| top-1 | {pct(ref.get('top1'))} | {pct(cand.get('top1'))} |", "",
                  "| metric | value | threshold |", "|---|---|---|"]
         th = self.thresholds
@@ -81,6 +80,11 @@ class ParityReport:
         return ('<?xml version="1.0" encoding="utf-8"?>\n'
                 f'<testsuite name="vit-edge validate" tests="1" failures="{int(not self.passed)}">'
                 f'<testcase classname="vit_edge.validate" name={name}>{body}</testcase></testsuite>\n')
+
+
+def _precision(side: dict) -> str:
+    ran = side.get("inference_precision")
+    return f"{side['target']} / {side['precision']}" + (f" (ran {ran} on {side.get('device', '?')})" if ran else "")
 
 
 def _side(runtime, top1) -> dict:

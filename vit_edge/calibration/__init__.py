@@ -99,8 +99,9 @@ def load_calibration(spec, preprocess, *, size: int = DEFAULT_SIZE, seed: int = 
     holdout = None
     # Labelled images calibration did not touch can check the result, if their classes are the model's.
     if images.labelled and (not label_names or images.class_names == [str(n) for n in label_names]):
+        skipped = set(images.skipped)
         tried = set(int(i) for i in used_indices) | {i for i, item in enumerate(images.items)
-                                                     if str(item) in set(images.skipped)}
+                                                     if str(item) in skipped}
         rest = [i for i in range(len(images)) if i not in tried]
         if rest:
             holdout = images.subset(rest)

