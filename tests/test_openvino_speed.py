@@ -47,7 +47,7 @@ def test_static_shapes_per_batch_size_match_the_dynamic_model(ov_demo, digits):
         np.testing.assert_allclose(got, reference[start:start + size], rtol=0, atol=1e-4)
         start += size
     shapes = runtime.info()["static_shapes"]
-    assert len(shapes) == MAX_STATIC_SHAPES and [s[0] for s in shapes] == [1, 3, 8, 5]
+    assert [s[0] for s in shapes] == [1, 3, 8, 5, 7][:MAX_STATIC_SHAPES]
     assert (runtime.run(batch).argmax(1) == labels).mean() >= 0.95
 
 

@@ -20,7 +20,7 @@ from vit_edge.runtimes.base import Runtime
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 MAX_REQUESTS = 8  # most streams a batch is split across under the throughput hint
-MAX_STATIC_SHAPES = 4  # input shapes compiled with static shapes; any further shape runs the dynamic model
+MAX_STATIC_SHAPES = 3  # input shapes compiled static (each holds its own compiled model: ~90 MB for ViT-S INT8)
 
 
 class OpenVINORuntime(Runtime):
@@ -28,11 +28,12 @@ class OpenVINORuntime(Runtime):
     a batch across the plugin's streams.
 
     Why static shapes: on a dynamic batch axis the CPU plugin keeps FakeQuantize out of its fused kernels
-    and inserts layout reorders; the same INT8 ViT-S then costs 33% more CPU time per image at batch 1 and
-    15% more at batch 8 (docs/BENCHMARKS.md). So the first ``MAX_STATIC_SHAPES`` input shapes seen are
-    each compiled with that shape fixed (batch 1 at load time, so the first image costs no compile), and
-    any further shape runs the dynamic model. Why the split: under the throughput hint the plugin runs
-    several single-thread streams, but one synchronous request uses only one of them."""
+    and inserts layout reorders; the same INT8 ViT-S then cost 33% more CPU time per image at batch 1 and
+    15% more at batch 8 (2-core AMD EPYC, OpenVINO 2026.4). So the first ``MAX_STATIC_SHAPES`` input
+    shapes seen are each compiled with that shape fixed (batch 1 at load time, so the first image costs no
+    compile), and any further shape runs the dynamic model; each static shape is one more compiled model in
+    memory. Why the split: under the throughput hint the plugin runs one single-thread stream per core,
+    but one synchronous request would use only one of them."""
 
     target = "openvino"
 
