@@ -254,7 +254,8 @@ def cold_start(path: Path, threads: int, runs: int = 3) -> dict:
 
 def speed_settings_agreement(ov_int8: Path) -> dict:
     """The runtime's speed settings (static shapes, stream split) against the IR compiled as stored with
-    OpenVINO's defaults, on the real photos: the speed work must not move the INT8 results."""
+    OpenVINO's defaults, each compared with torch FP32 on the real photos: the speed work must not move
+    the INT8 results."""
     import openvino as ov
 
     from vit_edge import runtimes
@@ -262,13 +263,16 @@ def speed_settings_agreement(ov_int8: Path) -> dict:
 
     tuned = runtimes.load(ov_int8, hint="throughput")
     plain = ov.Core().compile_model(str(ov_int8 / "model.xml"), "CPU")
-    a, b = [], []
+    reference = runtimes.load(MODEL)
+    logits = {"tuned": [], "plain": [], "torch": []}
     for batch, _ in load_images(str(SAMPLES)).batches(tuned.preprocess, batch_size=8):
-        a.append(tuned.run(batch))
-        b.append(plain(batch)[0])
-    a, b = np.concatenate(a), np.concatenate(b)
-    return {"samples": len(a), "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
-            "max_abs_logit_difference": float(np.abs(a - b).max())}
+        logits["tuned"].append(tuned.run(batch))
+        logits["plain"].append(plain(batch)[0])
+        logits["torch"].append(reference.run(batch))
+    top1 = {k: np.concatenate(v).argmax(1) for k, v in logits.items()}
+    agree = lambda a, b: float((top1[a] == top1[b]).mean())  # noqa: E731
+    return {"samples": len(top1["torch"]), "tuned_vs_torch": agree("tuned", "torch"),
+            "plain_vs_torch": agree("plain", "torch"), "tuned_vs_plain": agree("tuned", "plain")}
 
 
 def parity(work: Path, ov_int8: Path) -> dict:
@@ -384,10 +388,12 @@ def write_markdown(path: Path, data: dict, main, latency) -> None:
           + (f"{100 * p['top1_reference']:.2f}% -> {100 * p['top1_int8']:.2f}%" if p.get("top1_reference") else "-")
           + f" | {p['passed']} |" for name, p in (("ViT-S/16 (random weights)", a["parity"]["vit_s_photos"]),
                                                  ("demo ViT (trained)", a["parity"]["demo_digits"]))], "",
-        "The speed settings (static shapes, the stream split) against the same IR compiled as stored with "
-        f"OpenVINO's defaults, on the {a['parity']['speed_settings_vs_plain_compile']['samples']} photos: top-1 "
-        f"agreement {100 * a['parity']['speed_settings_vs_plain_compile']['top1_agreement']:.2f}%, max abs logit "
-        f"difference {a['parity']['speed_settings_vs_plain_compile']['max_abs_logit_difference']:.3g}.", "",
+        "Unchanged by the speed work: on the {samples} photos, the IR run with vit-edge's speed settings "
+        "(static shapes, throughput hint, stream split) agrees with torch FP32 on {tuned_vs_torch:.2%} of top-1 "
+        "classes; the same IR compiled as stored with OpenVINO's defaults, on {plain_vs_torch:.2%}; the two "
+        "agree with each other on {tuned_vs_plain:.2%}. (Random weights give near-uniform logits, where tiny "
+        "rounding differences flip a top-1; the trained demo is the sharper test.)".format(
+            **a["parity"]["speed_settings_vs_plain_compile"]), "",
         "## Where vit-edge's OpenVINO speed comes from", "",
         "- Static shapes: the runtime compiles each batch size it meets with that shape fixed (batch 1 at load). "
         "On a dynamic batch axis the CPU plugin keeps FakeQuantize out of its fused kernels and adds layout "
