@@ -350,11 +350,11 @@ def plot(report: BenchReport, path) -> None:
         ax.margins(x=0.25)
     ax_lat.tick_params(labelleft=False)
     ax_tp.set_xlabel("throughput, images/s (higher is better; speedup vs the first)")
-    ax_lat.set_xlabel("latency per call, ms: bar p50, tick p90, whisker p99 (lower is better)")
+    ax_lat.set_xlabel("latency, ms per call (lower is better): bar p50, tick p90, whisker p99")
     spread = [r.p99_ms for r in report.results] + [r.p50_ms for r in report.results]
     if max(spread) > 20 * min(spread):  # batch 1 next to batch 32, or a slow reference: linear hides the rest
         ax_lat.set_xscale("log")
-        ax_lat.set_xlabel(ax_lat.get_xlabel() + ", log scale")
+        ax_lat.set_xlabel("latency, ms per call, log scale: bar p50, tick p90, whisker p99")
     if len(batches) > 1:
         ax_tp.legend(loc="best", fontsize=9)
     m, s = report.machine, report.settings
