@@ -1,114 +1,315 @@
-"""Bad input gets one clear line and exit 2, and nothing is left behind (the spine's item 7)."""
+"""The bad-input matrix: every case is a row; the CLI must answer with one ``error:`` line naming the problem
+and the fix, exit 2 (no traceback, nothing written), and the Python API with a typed VitEdgeError.
+
+``docs/ERRORS.md`` is generated from these tables (``python tests/test_bad_input.py``) and a test checks it
+is current, so the documentation cannot drift from what is tested.
+"""
 
 from __future__ import annotations
 
-import pickle
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image
 
-from conftest import MODELS, assert_one_line_error, run_cli
-from vit_edge.preprocess import PreprocessConfig, image_to_array, open_image
+from conftest import MODELS, REPO, assert_one_line_error, run_cli
 
+DOC = REPO / "docs" / "ERRORS.md"
+DEMO_WEIGHTS = REPO / "vit_edge" / "demo" / "digits_vit.safetensors"
 ENCODER = f"{MODELS / 'encoder_vit.py'}:make_model"
 
 
-def _nothing_left(tmp_path, out):
-    assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
+@dataclass(frozen=True)
+class CliCase:
+    id: str
+    command: str  # convert | validate | predict | bench | build-engine
+    input: str  # what the user did, for docs/ERRORS.md
+    args: tuple  # {d}: the folder of bad files, {demo}: the demo ONNX artifact, {enc}: the encoder model
+    message: tuple  # fragments the error line must contain (problem and fix)
+    code: int = 2
 
 
-@pytest.mark.parametrize("spec, needle", [
-    ("vit_tiny_patch16_244", "unknown model spec"),
-    ("timm:vit_tiny_patch16_244", "did you mean timm:vit_tiny_patch16_224"),
-    ("torchvision:vit_b_61", "torchvision has no"),
-    ("nowhere/model.onnx", "not found"),
-    ("missing_file.py:make_model", "not found"),
-    (f"{MODELS / 'encoder_vit.py'}:make_modle", "did you mean make_model"),
-])
-def test_unknown_or_missing_model(tmp_path, spec, needle):
-    out = tmp_path / "out"
-    result = run_cli("convert", spec, "--out", out)
-    assert_one_line_error(result, 2, needle)
-    _nothing_left(tmp_path, out)
+CLI_CASES = [
+    # ---------------------------------------------------------------- convert: MODEL
+    CliCase("unknown-model", "convert", "misspelled bare model name",
+            ("convert", "vit_tiny_patch16_22"), ("unknown MODEL", "did you mean timm:vit_tiny_patch16_224")),
+    CliCase("timm-typo", "convert", "misspelled timm model", ("convert", "timm:vit_tiny_patch16_22"),
+            ("timm has no model", "did you mean timm:vit_tiny_patch16_224")),
+    CliCase("torchvision-typo", "convert", "misspelled torchvision model", ("convert", "torchvision:vit_b_1"),
+            ("torchvision has no", "did you mean torchvision:vit_b_16")),
+    CliCase("python-typo", "convert", "file.py:callable naming a missing callable",
+            ("convert", f"{MODELS / 'encoder_vit.py'}:make_modle"), ("has no callable", "did you mean make_model")),
+    CliCase("python-missing", "convert", "file.py:callable whose file is missing",
+            ("convert", "{d}/nothere.py:make"), ("not found", "file.py:callable")),
+    CliCase("python-no-callable", "convert", "a .py file without :callable", ("convert", "{d}/model.py"),
+            ("names a Python file but no callable", "model.py:make_model")),
+    CliCase("model-dir", "convert", "a folder that is not a Hugging Face model", ("convert", "{d}/notimages"),
+            ("directory without config.json", "Hugging Face model directory")),
+    CliCase("hf-no-config", "convert", "hf:DIR without config.json", ("convert", "hf:{d}/notimages"),
+            ("has no config.json", "Hugging Face model directory")),
+    CliCase("model-unknown-file", "convert", "a file of unknown kind as MODEL", ("convert", "{d}/notes.txt"),
+            ("cannot tell what kind of model", "timm:NAME")),
+    CliCase("onnx-missing", "convert", "missing .onnx", ("convert", "{d}/missing.onnx"), ("not found", "path")),
+    CliCase("onnx-dir", "convert", "a folder named like an .onnx", ("convert", "{d}/dir.onnx"),
+            ("is a directory",)),
+    CliCase("onnx-empty", "convert", "empty (0-byte) .onnx", ("convert", "{d}/empty.onnx"),
+            ("not an ONNX model", "re-export")),
+    CliCase("onnx-garbage", "convert", ".onnx holding random bytes", ("convert", "{d}/garbage.onnx"),
+            ("ONNX", "re-export")),
+    CliCase("onnx-truncated", "convert", "truncated .onnx", ("convert", "{d}/truncated.onnx"),
+            ("not a readable ONNX file", "truncated")),
+    CliCase("onnx-external-dotdot", "convert", "ONNX external data at ../secret.bin",
+            ("convert", "{d}/ext/dotdot.onnx"), ("points outside the model's folder", "beside the .onnx")),
+    CliCase("onnx-external-absolute", "convert", "ONNX external data at an absolute path",
+            ("convert", "{d}/ext/absolute.onnx"), ("points outside the model's folder", "beside the .onnx")),
+    # ---------------------------------------------------------------- convert: --checkpoint
+    CliCase("ckpt-missing", "convert", "--checkpoint file missing",
+            ("convert", "{enc}", "--checkpoint", "{d}/missing.pth"), ("not found", "--checkpoint path")),
+    CliCase("ckpt-dir", "convert", "--checkpoint is a folder", ("convert", "{enc}", "--checkpoint", "{d}"),
+            ("is a directory", "weights file inside")),
+    CliCase("ckpt-empty", "convert", "0-byte checkpoint", ("convert", "{enc}", "--checkpoint", "{d}/empty.pth"),
+            ("empty (0 bytes)", "re-save")),
+    CliCase("ckpt-garbage", "convert", "checkpoint of random bytes",
+            ("convert", "{enc}", "--checkpoint", "{d}/garbage.pth"), ("corrupt", "re-save")),
+    CliCase("ckpt-truncated", "convert", "truncated .pth", ("convert", "{enc}", "--checkpoint", "{d}/truncated.pth"),
+            ("corrupt or truncated", "re-save")),
+    CliCase("safetensors-truncated", "convert", "truncated .safetensors",
+            ("convert", "{enc}", "--checkpoint", "{d}/truncated.safetensors"), ("corrupt or truncated", "re-save")),
+    CliCase("ckpt-other-architecture", "convert", "checkpoint of another architecture",
+            ("convert", "{enc}", "--checkpoint", str(DEMO_WEIGHTS)),
+            ("does not fit the model", "missing keys", "another architecture")),
+    CliCase("ckpt-unsafe-pickle", "convert", "pickle that would run code on load",
+            ("convert", "{enc}", "--checkpoint", "{d}/evil.pth"), ("could run code", "refused", "--trust-checkpoint")),
+    CliCase("ckpt-for-demo", "convert", "--checkpoint with the built-in demo",
+            ("convert", "demo", "--checkpoint", str(DEMO_WEIGHTS)), ("does not apply", "drop --checkpoint")),
+    # ---------------------------------------------------------------- convert: option syntax and conflicts
+    CliCase("input-size-syntax", "convert", "--input-size 224x", ("convert", "--input-size", "224x"),
+            ("--input-size", "N or H,W")),
+    CliCase("input-size-range", "convert", "--input-size 4", ("convert", "--input-size", "4"),
+            ("--input-size", "between 8 and 8192")),
+    CliCase("mean-count", "convert", "--mean with two values", ("convert", "--mean", "0.5,0.5"),
+            ("--mean", "needs 3 comma-separated numbers")),
+    CliCase("mean-syntax", "convert", "--mean a,b,c", ("convert", "--mean", "a,b,c"),
+            ("--mean", "3 comma-separated numbers")),
+    CliCase("std-zero", "convert", "--std with a zero", ("convert", "--std", "0,0.5,0.5"),
+            ("--std", "must be positive")),
+    CliCase("interpolation-typo", "convert", "--interpolation lanczos", ("convert", "--interpolation", "lanczos"),
+            ("--interpolation", "lanczos", "bicubic")),
+    CliCase("target-typo", "convert", "--target openvin", ("convert", "--target", "openvin"),
+            ("--target", "openvino")),
+    CliCase("calib-without-int8", "convert", "--calib with --precision fp32",
+            ("convert", "--calib", "{d}/notimages"), ("only apply to --precision int8", "add --precision int8")),
+    CliCase("task-on-onnx", "convert", "--task features on an ONNX classifier",
+            ("convert", "{demo}/model.onnx", "--task", "features"), ("does not apply", "drop --task")),
+    CliCase("int8-no-calib", "convert", "--precision int8 without --calib", ("convert", "--precision", "int8"),
+            ("needs calibration images", "--calib")),
+    CliCase("calib-not-images", "convert", "--calib folder of non-images",
+            ("convert", "--precision", "int8", "--calib", "{d}/notimages"), ("none of its 2 files", "--calib")),
+    CliCase("calib-empty", "convert", "--calib empty folder", ("convert", "--precision", "int8", "--calib", "{d}/empty"),
+            ("holds no files",)),
+    CliCase("calib-missing", "convert", "--calib path missing",
+            ("convert", "--target", "openvino", "--precision", "int8", "--calib", "{d}/nothere"),
+            ("no such file or folder",)),
+    CliCase("accuracy-drop-unlabelled", "convert", "--max-accuracy-drop with unlabelled data",
+            ("convert", "--precision", "int8", "--calib", "{d}/flat", "--max-accuracy-drop", "1"),
+            ("needs labelled validation data", "--validate")),
+    CliCase("labels-missing", "convert", "--labels file missing", ("convert", "--labels", "{d}/missing.txt"),
+            ("cannot read labels file",)),
+    CliCase("labels-count", "convert", "--labels with 3 names for a 10-class model",
+            ("convert", "--labels", "{d}/three-labels.txt"), ("labels do not match", "expected 10 names", "got 3")),
+    CliCase("out-exists", "convert", "--out exists, no --force", ("convert", "--out", "{demo}"),
+            ("already exists", "--force")),
+    CliCase("out-under-file", "convert", "--out inside a path that is a file",
+            ("convert", "--out", "{d}/notes.txt/sub/out"), ("cannot create", "writable --out")),
+    CliCase("out-is-file", "convert", "--out is a file", ("convert", "--out", "{d}/notes.txt", "--force"),
+            ("not a directory", "another --out")),
+    # ---------------------------------------------------------------- validate
+    CliCase("candidate-missing", "validate", "candidate path missing",
+            ("validate", "{d}/nothere", "--data", "digits:test"), ("not found", "artifact")),
+    CliCase("candidate-no-manifest", "validate", "folder without manifest.json as candidate",
+            ("validate", "{d}/notimages", "--data", "digits:test"), ("without manifest.json", "--out directory")),
+    CliCase("manifest-corrupt", "validate", "manifest.json that is not JSON",
+            ("validate", "{d}/badmanifest", "--data", "digits:test"), ("unreadable manifest",)),
+    CliCase("manifest-artifact-missing", "validate", "manifest naming a deleted model file",
+            ("validate", "{d}/noartifact", "--data", "digits:test"), ("missing", "re-run vit-edge convert")),
+    CliCase("candidate-truncated", "validate", "truncated .onnx candidate",
+            ("validate", "{d}/truncated.onnx", "--data", "digits:test"), ("not a readable ONNX", "truncated")),
+    CliCase("data-missing", "validate", "--data path missing", ("validate", "{demo}", "--data", "{d}/nothere"),
+            ("no such file or folder", "image folder")),
+    CliCase("data-not-images", "validate", "--data folder of non-images",
+            ("validate", "{demo}", "--data", "{d}/notimages"), ("no decodable images", "folder of images")),
+    CliCase("data-empty-folder", "validate", "--data empty folder", ("validate", "{demo}", "--data", "{d}/empty"),
+            ("holds no files", "folder of images")),
+    CliCase("data-split-typo", "validate", "--data digits:tset", ("validate", "{demo}", "--data", "digits:tset"),
+            ("unknown digits split", "digits:test")),
+    CliCase("data-wrong-array", "validate", "--data .npy of the wrong shape",
+            ("validate", "{demo}", "--data", "{d}/wrong.npy"), ("does not match the model input", "expected (N, 3, 32, 32)")),
+    CliCase("data-is-onnx", "validate", "--data pointing at a model file",
+            ("validate", "{demo}", "--data", "{demo}/model.onnx"), ("expected a folder of images",)),
+    CliCase("threshold-range", "validate", "--min-agreement 2", ("validate", "{demo}", "--data", "digits:test",
+                                                                  "--min-agreement", "2"),
+            ("--min-agreement", "0<=x<=1")),
+    CliCase("report-unwritable", "validate", "--json into a missing folder",
+            ("validate", "{demo}", "--data", "digits:test", "--limit", "2", "--json", "{d}/nothere/r.json"),
+            ("cannot write", "folder exists")),
+    # ---------------------------------------------------------------- bench
+    CliCase("bench-missing", "bench", "artifact file missing", ("bench", "{d}/nothere.onnx"),
+            ("no such artifact file",)),
+    CliCase("bench-truncated", "bench", "truncated .onnx", ("bench", "{d}/truncated.onnx"),
+            ("not a readable ONNX", "truncated")),
+    CliCase("bench-no-manifest", "bench", "folder without manifest.json", ("bench", "{d}/notimages"),
+            ("without manifest.json", "--out directory")),
+    CliCase("bench-model-typo", "bench", "misspelled MODEL spec", ("bench", "timm:vit_tiny_patch16_22"),
+            ("did you mean timm:vit_tiny_patch16_224",)),
+    CliCase("bench-batch", "bench", "--batch 0", ("bench", "{demo}", "--batch", "0"), ("--batch", "positive integers")),
+    CliCase("bench-batch-syntax", "bench", "--batch 1;8", ("bench", "{demo}", "--batch", "1;8"),
+            ("--batch", "comma-separated")),
+    CliCase("bench-duration", "bench", "--duration 0", ("bench", "{demo}", "--duration", "0"), ("--duration", "x>0")),
+    CliCase("bench-report-unwritable", "bench", "--json into a missing folder",
+            ("bench", "{demo}", "--json", "{d}/nothere/r.json"), ("cannot write", "create it first")),
+    # ---------------------------------------------------------------- build-engine
+    CliCase("engine-missing-dir", "build-engine", "folder missing", ("build-engine", "{d}/nothere"),
+            ("no manifest.json", "--out directory")),
+    CliCase("engine-not-tensorrt", "build-engine", "an ONNX --out folder", ("build-engine", "{demo}"),
+            ("not a TensorRT one", "--target tensorrt")),
+    CliCase("engine-batch", "build-engine", "--batch 4:2:1", ("build-engine", "{demo}", "--batch", "4:2:1"),
+            ("--batch", "MIN <= OPT <= MAX")),
+    CliCase("engine-workspace", "build-engine", "--workspace 0", ("build-engine", "{demo}", "--workspace", "0"),
+            ("--workspace", "x>=0.01")),
+    # ---------------------------------------------------------------- predict (images)
+    CliCase("image-zero-bytes", "predict", "0-byte image", ("predict", "{demo}", "{d}/zero.png"),
+            ("not a decodable image",)),
+    CliCase("image-bomb", "predict", "decompression bomb (13000x13000 PNG, 24 kB)", ("predict", "{demo}", "{d}/bomb.png"),
+            ("image too large", "downscale")),
+    CliCase("image-missing", "predict", "image path missing", ("predict", "{demo}", "{d}/nothere.png"),
+            ("no such image file",)),
+    CliCase("image-is-dir", "predict", "a folder where an image is expected", ("predict", "{demo}", "{d}/empty"),
+            ("is a directory", "image files inside")),
+]
 
 
-def test_missing_checkpoint(tmp_path):
-    out = tmp_path / "out"
-    assert_one_line_error(run_cli("convert", ENCODER, "--checkpoint", tmp_path / "nope.pt", "--out", out),
-                          2, "not found")
-    _nothing_left(tmp_path, out)
+@pytest.fixture(scope="session")
+def bad_files(tmp_path_factory, demo_onnx) -> Path:
+    """A folder of broken inputs, made once: each file is broken in one way."""
+    import onnx
+    import torch
+    from onnx import TensorProto, helper
+    from PIL import Image
 
-
-def test_checkpoint_with_mismatched_keys_names_them(tmp_path):
-    state = {"patch_embed.weight": torch.zeros(64, 3, 4, 4), "blocks.0.unknown": torch.zeros(3)}
-    checkpoint = tmp_path / "wrong.pth"
-    torch.save(state, checkpoint)
-    out = tmp_path / "out"
-    result = run_cli("convert", ENCODER, "--checkpoint", checkpoint, "--out", out)
-    assert_one_line_error(result, 2, "missing keys", "unexpected keys", "blocks.0.unknown", "patch_embed.bias")
-    _nothing_left(tmp_path, out)
-
-
-@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
-def test_truncated_checkpoint(tmp_path, suffix):
-    good = MODELS / "encoder_vit_digits.safetensors"
-    checkpoint = tmp_path / f"truncated{suffix}"
-    if suffix == ".pth":
-        from safetensors.torch import load_file
-
-        torch.save(load_file(str(good)), tmp_path / "full.pth")
-        data = (tmp_path / "full.pth").read_bytes()
-    else:
-        data = good.read_bytes()
-    checkpoint.write_bytes(data[: len(data) // 2])
-    out = tmp_path / "out"
-    assert_one_line_error(run_cli("convert", ENCODER, "--checkpoint", checkpoint, "--out", out), 2,
-                          "corrupt or truncated")
-    assert not out.exists()
+    d = tmp_path_factory.mktemp("bad")
+    (d / "empty.onnx").write_bytes(b"")
+    (d / "garbage.onnx").write_bytes(b"\x08\x07 not a model")
+    good = (demo_onnx / "model.onnx").read_bytes()
+    (d / "truncated.onnx").write_bytes(good[: len(good) // 3])
+    (d / "dir.onnx").mkdir()
+    (d / "empty").mkdir()
+    (d / "notimages").mkdir()
+    (d / "notimages" / "a.txt").write_text("hello")
+    (d / "notimages" / "b.jpg").write_bytes(b"not a jpeg")
+    (d / "notes.txt").write_text("notes")
+    (d / "flat").mkdir()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(d / "flat" / "red.png")
+    (d / "three-labels.txt").write_text("cat\ndog\nbird\n")
+    (d / "model.py").write_text("x = 1\n")
+    (d / "empty.pth").write_bytes(b"")
+    (d / "garbage.pth").write_bytes(b"\x80\x02garbage that is no pickle")
+    state = {k: v for k, v in torch.nn.Linear(4, 2).state_dict().items()}
+    torch.save(state, d / "full.pth")
+    full = (d / "full.pth").read_bytes()
+    (d / "truncated.pth").write_bytes(full[: len(full) // 2])
+    weights = DEMO_WEIGHTS.read_bytes()
+    (d / "truncated.safetensors").write_bytes(weights[:1000])
+    torch.save({"state_dict": state, "hook": _RunsCode(str(d / "PWNED"))}, d / "evil.pth")
+    (d / "badmanifest").mkdir()
+    (d / "badmanifest" / "manifest.json").write_text("{not json")
+    shutil.copytree(demo_onnx, d / "noartifact")
+    (d / "noartifact" / "model.onnx").unlink()
+    shutil.copytree(demo_onnx, d / "escape")
+    manifest = json.loads((d / "escape" / "manifest.json").read_text())
+    (d / "escape" / "manifest.json").write_text(json.dumps({**manifest, "artifact": "../truncated.onnx"}))
+    np.save(d / "wrong.npy", np.zeros((2, 3, 8, 8), np.float32))
+    (d / "zero.png").write_bytes(b"")
+    Image.new("1", (13000, 13000)).save(d / "bomb.png")  # 169 Mpx: between Pillow's warning and its error
+    (d / "ext").mkdir()
+    (d / "secret.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    for name, location in (("dotdot", "../secret.bin"), ("absolute", str(d / "secret.bin"))):
+        weight = helper.make_tensor("w", TensorProto.FLOAT, [4], np.zeros(4, np.float32).tobytes(), raw=True)
+        weight.ClearField("raw_data")
+        weight.data_location = TensorProto.EXTERNAL
+        weight.external_data.add(key="location", value=location)
+        graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [weight])
+        onnx.save(helper.make_model(graph), str(d / "ext" / f"{name}.onnx"))
+    return d
 
 
 class _RunsCode:
-    """A pickle payload whose unpickling would create a file (a harmless stand-in for malware)."""
+    """Pickles to a call that creates ``marker``: the side effect that proves code ran on load."""
 
-    def __init__(self, marker):
-        self.marker = str(marker)
+    def __init__(self, marker: str):
+        self.marker = marker
 
     def __reduce__(self):
-        return (open, (self.marker, "w"))
+        return open, (self.marker, "w")  # unpickling calls open(marker, "w"): the file appears
 
 
-def test_pickle_that_would_run_code_is_refused(tmp_path):
-    marker = tmp_path / "pwned"
-    checkpoint = tmp_path / "evil.pth"
-    with open(checkpoint, "wb") as f:
-        pickle.dump({"patch_embed.weight": _RunsCode(marker)}, f)
+def _fill(arg: str, d: Path, demo: Path) -> str:
+    return arg.replace("{d}", str(d)).replace("{demo}", str(demo)).replace("{enc}", ENCODER)
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
+def test_cli_bad_input(case, bad_files, demo_onnx, tmp_path):
+    from vit_edge.cli import cli
+
+    if case.command not in cli.commands:
+        pytest.skip(f"the {case.command} command is not merged yet")
     out = tmp_path / "out"
-    result = run_cli("convert", ENCODER, "--checkpoint", checkpoint, "--out", out)
-    assert_one_line_error(result, 2, "could run code", "--trust-checkpoint")
-    assert not marker.exists(), "the pickle's code ran"
-    assert not out.exists()
+    args = [_fill(a, bad_files, demo_onnx) for a in case.args]
+    if args[0] == "convert" and "--out" not in args:
+        args += ["--out", str(out)]
+    before = sorted(p.name for p in bad_files.iterdir())
+    result = run_cli(*args)
+    assert_one_line_error(result, case.code, *case.message)
+    # Nothing written: no --out, no temporary sibling, no new file among the inputs.
+    assert list(tmp_path.iterdir()) == []
+    assert sorted(p.name for p in bad_files.iterdir()) == before
+    assert not (bad_files / "PWNED").exists()
 
 
-def test_empty_data_folder(demo_onnx, tmp_path):
+def test_checkpoint_with_mismatched_keys_names_them(tmp_path):
+    import torch
+
+    state = {"patch_embed.weight": torch.zeros(64, 3, 4, 4), "blocks.0.unknown": torch.zeros(3)}
+    checkpoint = tmp_path / "wrong.pth"
+    torch.save(state, checkpoint)
+    result = run_cli("convert", ENCODER, "--checkpoint", checkpoint, "--out", tmp_path / "out")
+    assert_one_line_error(result, 2, "missing keys", "unexpected keys", "blocks.0.unknown", "patch_embed.bias")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wrong.pth"]
+
+
+def test_existing_out_without_force_is_untouched(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert_one_line_error(run_cli("convert", "--out", out), 2, "already exists", "--force")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_failed_validate_writes_no_report(demo_onnx, tmp_path):
     (tmp_path / "empty").mkdir()
     report = tmp_path / "r.json"
-    result = run_cli("validate", demo_onnx, "--data", tmp_path / "empty", "--json", report)
-    assert_one_line_error(result, 2, "holds no files")
+    assert_one_line_error(run_cli("validate", demo_onnx, "--data", tmp_path / "empty", "--json", report), 2,
+                          "holds no files")
     assert not report.exists()
 
 
-def test_data_folder_without_any_image(demo_onnx, tmp_path):
-    (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "a.txt").write_text("hello")
-    (tmp_path / "d" / "b.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    result = run_cli("validate", demo_onnx, "--data", tmp_path / "d")
-    assert_one_line_error(result, 2, "no decodable images", "2 files skipped")
-
-
 def _mode_images():
+    from PIL import Image
+
     rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8))
     gray16 = Image.fromarray((np.asarray(rgb.convert("L"), np.uint16) * 257))
     return {"L": rgb.convert("L"), "RGBA": rgb.convert("RGBA"), "CMYK": rgb.convert("CMYK"), "I;16": gray16,
@@ -117,42 +318,173 @@ def _mode_images():
 
 @pytest.mark.parametrize("mode", list(_mode_images()))
 def test_every_image_mode_is_converted(tmp_path, mode):
+    """Shapes for every mode are covered by test_properties; this checks 16-bit gray lands on the 8-bit scale."""
+    from vit_edge.preprocess import PreprocessConfig, image_to_array, open_image
+
     cfg = PreprocessConfig(input_size=(32, 32))
     image = _mode_images()[mode]
     path = tmp_path / f"img.{'tiff' if mode in ('I;16', 'CMYK') else 'png'}"
     image.save(path)
     arr = image_to_array(open_image(path), cfg)
     assert arr.shape == (3, 32, 32) and arr.dtype == np.float32 and np.isfinite(arr).all()
-    if mode == "I;16":  # 16-bit gray must land on the same 8-bit scale as its 8-bit twin
+    if mode == "I;16":
         ref = image_to_array(_mode_images()["L"], cfg)
         assert float(np.abs(arr - ref).max()) < 0.05
 
 
-def test_out_that_cannot_be_created(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("a file, not a folder")
-    out = blocker / "sub" / "out"
-    result = run_cli("convert", "--out", out)
-    assert_one_line_error(result, 2, "cannot create")
-    assert blocker.read_text() == "a file, not a folder"
+# ---------------------------------------------------------------- the Python API
 
 
-def test_existing_out_without_force_is_untouched(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    result = run_cli("convert", "--out", out)
-    assert_one_line_error(result, 2, "already exists", "--force")
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+@dataclass(frozen=True)
+class ApiCase:
+    id: str
+    input: str
+    call: object  # (runtime, bad_files) -> anything; must raise
+    error: str  # the VitEdgeError subclass
+    message: str
+    expected: str | None = None  # a fragment of err.expected, when the error has two sides
+    got: str | None = None
 
 
-@pytest.mark.parametrize("flag, value, needle", [
-    ("--input-size", "224x", "--input-size"),
-    ("--mean", "0.5,0.5", "3 comma-separated"),
-    ("--std", "0.5,0,0.5", "positive"),
-    ("--interpolation", "lanczos", "lanczos"),
-])
-def test_bad_preprocessing_flags(tmp_path, flag, value, needle):
-    out = tmp_path / "out"
-    assert_one_line_error(run_cli("convert", flag, value, "--out", out), 2, needle)
-    assert not out.exists()
+def _predict(x):
+    return lambda rt, d: rt.predict(x(d) if callable(x) else x)
+
+
+def _load(path):
+    def call(rt, d):
+        from vit_edge import runtimes
+
+        return runtimes.load(path.format(d=d))
+    return call
+
+
+def _load_model(spec, **kw):
+    def call(rt, d):
+        from vit_edge.sources import load_model
+
+        return load_model(spec.format(d=d), **kw)
+    return call
+
+
+def _preprocess(**kw):
+    def call(rt, d):
+        from vit_edge.preprocess import PreprocessConfig
+
+        return PreprocessConfig(**kw)
+    return call
+
+
+API_CASES = [
+    ApiCase("wrong-size", "NCHW batch of the wrong size", _predict(np.zeros((1, 3, 16, 16), np.float32)),
+            "InputError", "does not match the model input", "(N, 3, 32, 32)", "(1, 3, 16, 16)"),
+    ApiCase("wrong-channels", "1-channel NCHW batch", _predict(np.zeros((2, 1, 32, 32), np.float32)),
+            "InputError", "does not match the model input", "(N, 3, 32, 32)", "(2, 1, 32, 32)"),
+    ApiCase("int-batch", "integer NCHW batch", _predict(np.zeros((1, 3, 32, 32), np.int64)),
+            "InputError", "must be floating point", "float32", "int64"),
+    ApiCase("bool-batch", "boolean NCHW batch", _predict(np.zeros((1, 3, 32, 32), bool)),
+            "InputError", "must be floating point", "float32", "bool"),
+    ApiCase("nan", "NaN in the batch", _predict(np.full((1, 3, 32, 32), np.nan, np.float32)),
+            "InputError", "NaN or Inf", "finite", "non-finite"),
+    ApiCase("inf", "Inf in the batch", _predict(np.full((1, 3, 32, 32), np.inf, np.float32)),
+            "InputError", "NaN or Inf", "finite", "non-finite"),
+    ApiCase("float64-overflow", "float64 values beyond float32's range", _predict(np.full((1, 3, 32, 32), 1e300)),
+            "InputError", "NaN or Inf", "finite", "non-finite"),
+    ApiCase("empty-batch", "empty NCHW batch", _predict(np.zeros((0, 3, 32, 32), np.float32)),
+            "InputError", "empty batch", "N >= 1", "(0, 3, 32, 32)"),
+    ApiCase("empty-list", "empty list of images", _predict([]), "InputError", "empty input", "at least one", "0"),
+    ApiCase("none", "None", _predict(None), "InputError", "cannot read images", "path, PIL image", "NoneType"),
+    ApiCase("chw-float", "one CHW float image (no batch axis)", _predict(np.zeros((3, 32, 32), np.float32)),
+            "InputError", "HxWxC", None, "(3, 32, 32)"),
+    ApiCase("5d", "5-D array", _predict(np.zeros((1, 1, 3, 32, 32), np.float32)), "InputError", "HxWxC",
+            None, "(1, 1, 3, 32, 32)"),
+    ApiCase("hwc-int32", "HWC int32 image", _predict(np.zeros((8, 8, 3), np.int32)), "InputError",
+            "uint8 or uint16", None, "int32"),
+    ApiCase("zero-size-image", "HW array with a zero side", _predict(np.zeros((0, 5), np.uint8)), "InputError",
+            "HxWxC", None, "(0, 5, 1)"),
+    ApiCase("mixed-list", "list holding a number", _predict([np.zeros((8, 8, 3), np.uint8), 3]), "InputError",
+            "unsupported input item", "path, PIL image", "int"),
+    ApiCase("missing-image", "image path missing", _predict(lambda d: str(d / "nothere.png")), "DataError",
+            "no such image file"),
+    ApiCase("bomb", "decompression bomb", _predict(lambda d: d / "bomb.png"), "DataError", "image too large",
+            "150,000,000", "169,000,000"),
+    ApiCase("load-missing", "runtimes.load of a missing .onnx", _load("{d}/missing.onnx"), "ArtifactError",
+            "no such artifact"),
+    ApiCase("load-garbage", "runtimes.load of a broken .onnx", _load("{d}/garbage.onnx"), "ArtifactError", "ONNX"),
+    ApiCase("load-external", "runtimes.load of an .onnx with ../ external data", _load("{d}/ext/dotdot.onnx"),
+            "ArtifactError", "points outside"),
+    ApiCase("manifest-escape", "runtimes.load of a folder whose manifest names ../truncated.onnx",
+            _load("{d}/escape"), "ArtifactError", "outside its folder"),
+    ApiCase("model-typo", "load_model with a misspelled timm name", _load_model("timm:vit_tiny_patch16_22"),
+            "ModelSpecError", "did you mean timm:vit_tiny_patch16_224"),
+    ApiCase("task-typo", "load_model with an unknown task", _load_model("demo", task="feature"),
+            "ModelSpecError", "unknown task"),
+    ApiCase("preprocess-std", "PreprocessConfig with std 0", _preprocess(std=(0.0, 1.0, 1.0)), "InputError",
+            "std values must be positive", None, "(0.0, 1.0, 1.0)"),
+    ApiCase("preprocess-interp", "PreprocessConfig with interpolation 'lanczos'", _preprocess(interpolation="lanczos"),
+            "InputError", "unknown interpolation", "bilinear|bicubic|nearest"),
+]
+
+
+@pytest.fixture(scope="module")
+def demo_runtime(demo_onnx):
+    from vit_edge import runtimes
+
+    return runtimes.load(demo_onnx)
+
+
+@pytest.mark.parametrize("case", API_CASES, ids=[c.id for c in API_CASES])
+def test_api_bad_input(case, demo_runtime, bad_files):
+    from vit_edge import errors
+
+    with pytest.raises(errors.VitEdgeError) as info:
+        case.call(demo_runtime, bad_files)
+    err = info.value
+    assert type(err).__name__ == case.error, err.one_line()
+    assert case.message.lower() in err.one_line().lower()
+    assert "\n" not in err.one_line()
+    if case.expected is not None:
+        assert case.expected in str(err.expected), err.one_line()
+    if case.got is not None:
+        assert case.got in str(err.got), err.one_line()
+
+
+def test_runtime_still_works_after_bad_input(demo_runtime):
+    """Errors are raised before the backend runs, so one bad call does not spoil the runtime."""
+    batch = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    first = demo_runtime.predict(batch)
+    with pytest.raises(Exception):
+        demo_runtime.predict(np.full((2, 3, 32, 32), np.nan, np.float32))
+    np.testing.assert_array_equal(demo_runtime.predict(batch), first)
+
+
+# ---------------------------------------------------------------- docs/ERRORS.md
+
+
+def _code(text) -> str:
+    return "-" if text is None else "`" + str(text).replace("|", "\\|") + "`"
+
+
+def errors_markdown() -> str:
+    lines = ["# Errors: what vit-edge says for bad input", "",
+             "Generated from `tests/test_bad_input.py` (`python tests/test_bad_input.py`); every row is a test.",
+             "", "The CLI prints one line `error: <problem>; <fix>` and exits 2 (1 only when a parity check fails,",
+             "130 when interrupted). Nothing is left at `--out`: outputs are written into a temporary sibling and",
+             "renamed into place only when complete. The Python API raises a `vit_edge.errors.VitEdgeError`",
+             "subclass whose `expected` and `got` attributes carry both sides of a mismatch.", "",
+             "## Command line", "", "| command | input | exit | the error line contains |", "|---|---|---|---|"]
+    for c in CLI_CASES:
+        lines.append(f"| `{c.command}` | {c.input} | {c.code} | {' … '.join(_code(m) for m in c.message)} |")
+    lines += ["", "## Python API", "", "| input | raises | message contains | expected | got |", "|---|---|---|---|---|"]
+    for c in API_CASES:
+        lines.append(f"| {c.input} | `{c.error}` | {_code(c.message)} | {_code(c.expected)} | {_code(c.got)} |")
+    return "\n".join(lines) + "\n"
+
+
+def test_errors_doc_is_current():
+    assert DOC.read_text() == errors_markdown(), "regenerate with: python tests/test_bad_input.py"
+
+
+if __name__ == "__main__":
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(errors_markdown())
+    print(f"wrote {DOC} ({len(CLI_CASES)} CLI cases, {len(API_CASES)} API cases)")

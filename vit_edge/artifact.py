@@ -20,12 +20,27 @@ import tempfile
 import time
 from pathlib import Path
 
-from vit_edge.errors import ArtifactError, OutputError
+from vit_edge.errors import ArtifactError, OutputError, VitEdgeError
 
 MANIFEST = "manifest.json"
 # Errors that mean "this location cannot take the output", as opposed to a bug elsewhere.
-_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
+# EFBIG: a file-size limit (RLIMIT_FSIZE, or a filesystem's own maximum) was hit.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EROFS, errno.EPERM}
 FORMAT_VERSION = 1
+
+
+def disk_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc`` (itself or a cause) when it means the output location cannot take more data.
+
+    Libraries that write files (exporters, quantizers) often wrap it; callers re-raise it so the user hears
+    "disk full" rather than "the exporter failed"."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:
@@ -51,32 +66,40 @@ def library_versions(*names: str) -> dict:
     return out
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json(path, data) -> None:
     """Write JSON atomically (temp file in the same directory, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def write_text(path, text: str) -> None:
+    """Write a text file atomically: a reader sees the old file or the whole new one, never a part."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise OutputError(f"cannot write {path} ({exc.strerror or exc})",
+                          hint="check that its folder exists and is writable, and that the disk has space") from None
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
+
+
+def _remove(path) -> None:
+    if path is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def read_manifest(directory) -> dict:
@@ -136,30 +159,42 @@ def atomic_output_dir(out, force: bool = False):
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a directory", hint="choose another --out")
     parent = out.parent if str(out.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
-    except OSError as exc:
-        raise OutputError(f"cannot create {out} ({exc.strerror or exc})",
-                          hint="choose a writable --out location") from None
-    try:
-        with sigterm_as_exception():
+    # SIGTERM is caught from before the temporary folder exists, so no moment leaves it behind.
+    with sigterm_as_exception():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the final --out should be an ordinary folder
+        except OSError as exc:
+            raise OutputError(f"cannot create {out} ({exc.strerror or exc})",
+                              hint="choose a writable --out location") from None
+        try:
             yield tmp
-            if out.exists():
-                trash = parent / f".{out.name}.old-{os.getpid()}-{int(time.time())}"
-                os.rename(out, trash)
-                os.rename(tmp, out)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.rename(tmp, out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if exc.errno in _DISK_ERRNOS:
-            raise OutputError(f"cannot write {out} ({exc.strerror or exc})",
-                              hint="check free disk space and permissions") from None
+            _replace_dir(tmp, out, parent)
+        except Exception as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            full = None if isinstance(exc, VitEdgeError) else disk_error(exc)
+            if full is not None:
+                raise OutputError(f"cannot write {out} ({full.strerror or full})",
+                                  hint="check free disk space, file-size limits and permissions") from None
+            raise
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, _Terminated):
+                raise KeyboardInterrupt("terminated") from None
+            raise
+
+
+def _replace_dir(tmp: Path, out: Path, parent: Path) -> None:
+    """Move ``tmp`` to ``out``; an existing ``out`` is set aside first and restored if the move fails."""
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    trash = parent / f".{out.name}.old-{os.getpid()}-{int(time.time())}"
+    os.rename(out, trash)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(trash, out)
         raise
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, _Terminated):
-            raise KeyboardInterrupt("terminated") from None
-        raise
+    shutil.rmtree(trash, ignore_errors=True)

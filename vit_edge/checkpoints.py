@@ -44,12 +44,15 @@ def read_state_dict(path, trust: bool = False) -> dict:
         try:
             state = torch.load(path, map_location="cpu", weights_only=not trust)
         except pickle.UnpicklingError as exc:
-            if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "Weights only" in str(exc):
+            # torch reports every weights_only failure the same way; only a blocked GLOBAL means the pickle
+            # wants to build arbitrary objects. Anything else (bad opcodes, bad header) is plain corruption.
+            if "global" in str(exc).lower():
                 raise CheckpointError(
                     f"checkpoint {path} contains pickled objects beyond tensors, which could run code on load; "
                     "refused", hint="re-save it as a state dict or safetensors, or pass --trust-checkpoint "
                     "if you trust its source") from None
-            raise CheckpointError(f"checkpoint {path} is corrupt ({_short(exc)})") from None
+            raise CheckpointError(f"checkpoint {path} is corrupt or not a torch checkpoint ({_last_line(exc)})",
+                                  hint="re-download or re-save it") from None
         except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as exc:
             raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({_short(exc)})",
                                   hint="re-download or re-save it") from None
@@ -99,6 +102,12 @@ def apply_state_dict(module, state: dict, path) -> None:
 def checkpoint_info(path) -> dict:
     path = Path(path)
     return {"checkpoint": str(path.resolve()), "checkpoint_sha256": sha256_file(path)}
+
+
+def _last_line(exc) -> str:
+    """torch wraps the real unpickling error in paragraphs of advice; keep the line that names it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and "documentation" not in line]
+    return _short(lines[-1] if lines else exc)
 
 
 def _short(exc) -> str:

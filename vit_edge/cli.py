@@ -149,7 +149,8 @@ def cli(verbose):
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--checkpoint", type=click.Path(), help="Weights (.pth/.pt/.safetensors) for the model.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow pickles beyond plain tensors (runs their code!).")
-@click.option("--task", type=click.Choice(["classify", "features"]), default="classify", show_default=True)
+@click.option("--task", type=click.Choice(["classify", "features"]), default=None,
+              help="What the artifact outputs: classify (logits, the default) or features (embeddings).")
 @click.option("--labels", "labels_file", type=click.Path(), help="Label names: text (one per line) or JSON.")
 @preprocess_options
 @click.option("--calib", help="Calibration data for INT8: image folder, .npy/.npz, or digits:train.")
@@ -202,6 +203,9 @@ def convert(model, target, precision, out, force, checkpoint, trust_checkpoint, 
     if parity:
         click.echo(f"export parity vs torch: max abs error {parity['max_abs_error']:.2e} "
                    f"(tolerance {parity['tolerance']:.1e}) on {parity['images']} images")
+        for other in m["export"].get("parity_other_sizes", []):
+            click.echo(f"  at {other['input_size'][0]}x{other['input_size'][1]}: max abs error "
+                       f"{other['max_abs_error']:.2e} (tolerance {other['tolerance']:.1e})")
     if result.report is not None:
         _print_report(result.report)
         if not result.report.passed:

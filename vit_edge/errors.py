@@ -21,8 +21,10 @@ class VitEdgeError(Exception):
 
     def one_line(self) -> str:
         text = self.message
-        if self.expected is not None or self.got is not None:
-            text += f" (expected {self.expected}, got {self.got})"
+        sides = [f"{name} {value}" for name, value in (("expected", self.expected), ("got", self.got))
+                 if value is not None]
+        if sides:
+            text += f" ({', '.join(sides)})"
         if self.hint:
             text += f"; {self.hint}"
         return " ".join(text.split())  # guarantee a single line

@@ -1,4 +1,10 @@
-"""``--task features``: the pooled / CLS embedding each model family's own API calls its features."""
+"""``--task features``: the pooled / CLS embedding each model family's own API calls its features.
+
+- timm: ``forward_head(forward_features(x), pre_logits=True)`` - the vector the classifier reads (CLS
+  or average pool, after the head norm; the mean of the two tokens for distilled DeiT);
+- Hugging Face: handled by :class:`vit_edge.hf_model.HFImageModel` (pooler output / image embeds / CLS);
+- anything else with a ``forward_features`` (e.g. a user's module) uses that.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,19 @@ from vit_edge.errors import ModelSpecError
 
 
 def features_module(loaded):
-    """Wrap ``loaded.module`` so forward returns the pre-logits embedding (N, D)."""
+    """A module whose forward returns the embedding (N, D) of ``loaded.module``."""
     import torch
 
-    inner = loaded.module
     kind = loaded.source.get("kind")
+    if kind == "hf":
+        return loaded.module  # built for the task already
+    module = loaded.module
+    if kind == "timm":
+        if not hasattr(module, "forward_head"):
+            raise ModelSpecError(f"timm:{loaded.name} has no forward_head, so it has no defined features")
+    elif not hasattr(module, "forward_features"):
+        raise ModelSpecError(f"--task features needs a model with forward_features; {loaded.name} has none",
+                             hint="give your module a forward_features(x) returning (N, D)")
 
     class Features(torch.nn.Module):
         def __init__(self, model):
@@ -18,14 +32,8 @@ def features_module(loaded):
             self.model = model
 
         def forward(self, x):
-            m = self.model
             if kind == "timm":
-                return m.forward_head(m.forward_features(x), pre_logits=True)
-            if kind == "hf":
-                out = m.inner(pixel_values=x, output_hidden_states=True)
-                return out.hidden_states[-1][:, 0]
-            if hasattr(m, "forward_features"):
-                return m.forward_features(x)
-            raise ModelSpecError(f"--task features is not supported for {kind} models")
+                return self.model.forward_head(self.model.forward_features(x), pre_logits=True).flatten(1)
+            return self.model.forward_features(x)
 
-    return Features(inner)
+    return Features(module)

@@ -7,6 +7,7 @@ parity check use it, so a preprocessing mismatch can never masquerade as a quant
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -86,33 +87,61 @@ def open_image(path) -> "object":
     Image = _pil()
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse before decoding anything.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            check_image_size(im.size, path)
             im.load()
             return to_rgb(im)
-    except Image.DecompressionBombError as exc:
-        raise DataError(f"{path}: image too large ({exc})") from None
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: image too large", expected=f"at most {MAX_IMAGE_PIXELS:,} pixels",
+                        hint="downscale it; this limit guards against decompression bombs") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such image file", hint="check the path") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a directory, not an image", hint="pass the image files inside it") from None
     except (OSError, ValueError, SyntaxError) as exc:
         # PIL raises UnidentifiedImageError (an OSError) for non-images and OSError for truncated files.
         raise DataError(f"{path}: not a decodable image ({type(exc).__name__})") from None
+
+
+def check_image_size(size, name="image") -> None:
+    w, h = size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise DataError(f"{name}: image too large", expected=f"at most {MAX_IMAGE_PIXELS:,} pixels",
+                        got=f"{w}x{h} = {w * h:,} pixels",
+                        hint="downscale it; this limit guards against decompression bombs")
 
 
 def to_rgb(im):
     """Convert any PIL mode to 8-bit RGB; transparency is composited on black like most decoders show it."""
     Image = _pil()
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        hi = arr.max() if arr.size else 0
+        with np.errstate(invalid="ignore"):  # NaN pixels of float images are replaced just below
+            arr = np.asarray(im, dtype=np.float64)
         if im.mode.startswith("I;16"):
             arr = arr / 257.0  # 16-bit full range to 8-bit
-        elif hi > 255:
-            arr = arr * (255.0 / hi)
+        else:
+            finite = arr[np.isfinite(arr)]
+            hi = finite.max() if finite.size else 0.0
+            arr = np.nan_to_num(arr, nan=0.0, posinf=max(hi, 255.0), neginf=0.0)  # float images may hold NaN/Inf
+            if hi > 255:
+                arr = arr * (255.0 / hi)
         im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+    if im.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts these only to their plain-alpha mode
+        im = im.convert(im.mode[:-1] + "A")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         background = Image.new("RGBA", im.size, (0, 0, 0, 255))
         im = Image.alpha_composite(background, im)
     if im.mode != "RGB":
-        im = im.convert("RGB")
+        try:
+            im = im.convert("RGB")
+        except ValueError as exc:
+            raise InputError(f"cannot convert a {im.mode} image to RGB ({exc})",
+                             hint="convert it to RGB before passing it") from None
     return im
 
 
@@ -216,7 +245,8 @@ def check_batch(batch: np.ndarray, cfg: PreprocessConfig | None = None, dynamic_
         if batch.shape[1] != cfg.channels or (not dynamic_size and tuple(batch.shape[1:]) != expected):
             raise InputError("batch shape does not match the model input",
                              expected=f"(N, {', '.join(map(str, expected))})", got=tuple(batch.shape))
-    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf, rejected just below
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
     if not np.isfinite(batch).all():
         raise InputError("the batch contains NaN or Inf values", expected="finite values", got="non-finite")
     return batch

@@ -95,15 +95,31 @@ def _timm_suggestion(name: str) -> str:
     return f"; did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
 
 
-def load_model(spec: str | None = None, *, checkpoint=None, task: str = "classify", labels_file=None,
-               trust_checkpoint: bool = False, seed: int = 0, **preprocess_overrides) -> LoadedModel:
+def load_model(spec: str | None = None, *, checkpoint=None, task: str | None = None, labels_file=None,
+               trust_checkpoint: bool = False, seed: int = 0, dynamic_size: bool = False,
+               model_kwargs: dict | None = None, **preprocess_overrides) -> LoadedModel:
     """Load MODEL ``spec``; keyword overrides (input_size, mean, std, interpolation, crop_pct) win over
-    what the model declares."""
-    if task not in TASKS:
+    what the model declares. ``task`` None means the model's own: classify, or what an ONNX file records.
+
+    ``input_size`` is more than preprocessing: a timm model is built at that size (its position
+    embedding resampled) and a Hugging Face model interpolates its position encoding, so the graph really
+    runs at that size. ``dynamic_size`` builds the model to accept any height/width where its family can
+    (timm ``dynamic_img_size``). ``model_kwargs`` go to ``timm.create_model`` (e.g. depth, embed_dim)."""
+    if task is not None and task not in TASKS:
         raise ModelSpecError(f"unknown task {task!r}", hint=f"use one of {', '.join(TASKS)}")
     kind, value = parse_spec(spec)
+    if checkpoint is not None and kind in ("demo", "onnx"):
+        raise ModelSpecError(f"--checkpoint does not apply to a {kind} model (its weights are built in)",
+                             hint="drop --checkpoint, or name the architecture, e.g. timm:NAME")
+    if model_kwargs and kind != "timm":
+        raise ModelSpecError(f"model keyword arguments only apply to timm models, not {kind}")
+    build = {"input_size": preprocess_overrides.get("input_size"), "dynamic_size": dynamic_size,
+             "model_kwargs": dict(model_kwargs or {})}
     if kind == "onnx":
         loaded = _from_onnx(Path(value))
+        if task is not None and task != loaded.task:
+            raise ModelSpecError(f"--task {task} does not apply to {value}: an ONNX file's task is fixed "
+                                 f"(this one: {loaded.task})", hint="drop --task, or convert the original model")
     else:
         from vit_edge.errors import require
 
@@ -112,14 +128,24 @@ def load_model(spec: str | None = None, *, checkpoint=None, task: str = "classif
 
         # Random initialisation is seeded so the same command gives the same artifact.
         torch.manual_seed(seed)
-        loader = {"demo": _demo, "timm": _timm, "torchvision": _torchvision, "hf": _hf, "python": _python}[kind]
-        loaded = loader(value, checkpoint, trust_checkpoint)
+        if kind == "timm":
+            loaded = _timm(value, checkpoint, trust_checkpoint, build)
+        elif kind == "hf":
+            loaded = _hf(value, checkpoint, trust_checkpoint, build, task)
+        else:
+            loader = {"demo": _demo, "torchvision": _torchvision, "python": _python}[kind]
+            loaded = loader(value, checkpoint, trust_checkpoint)
         loaded.module.eval()
         if loaded.source.get("random_init"):
             _redraw_zero_weights(loaded.module, seed)
-        loaded = _apply_task(loaded, task)
-    if checkpoint is not None and kind in ("demo", "onnx"):
-        raise ModelSpecError(f"--checkpoint does not apply to a {kind} model")
+            _open_layer_scales(loaded.module)
+        loaded = _apply_task(loaded, task or "classify")
+        _record_build(loaded.source, build)
+        if dynamic_size:
+            size = tuple(build["input_size"] or loaded.preprocess.input_size)
+            for other in probe_sizes(size, patch_size(loaded.module)):
+                _check_runs_at(loaded.module, other, problem=f"{spec} does not support --dynamic-size: "
+                               "it cannot run", hint="export it at a fixed size (without --dynamic-size)")
     if labels_file is not None:
         loaded.labels = read_labels(labels_file)
     overrides = {k: v for k, v in preprocess_overrides.items() if v is not None}
@@ -160,10 +186,12 @@ def read_labels(path) -> list:
     return lines
 
 
-def _load_checkpoint_into(module, checkpoint, trust, source: dict) -> None:
+def _load_checkpoint_into(module, checkpoint, trust, source: dict, adapt=None) -> None:
     from vit_edge.checkpoints import apply_state_dict, checkpoint_info, read_state_dict
 
     state = read_state_dict(checkpoint, trust=trust)
+    if adapt is not None:
+        state = adapt(state)
     apply_state_dict(module, state, checkpoint)
     source.update(checkpoint_info(checkpoint))
     source["random_init"] = False
@@ -194,17 +222,17 @@ def _demo(_value, checkpoint, trust) -> LoadedModel:
     return LoadedModel(module, PreprocessConfig.from_dict(cfg["preprocess"]), cfg["labels"], source)
 
 
-def _timm(name, checkpoint, trust) -> LoadedModel:
+def _timm(name, checkpoint, trust, build: dict) -> LoadedModel:
     from vit_edge.errors import require
 
     timm = require("timm", "export")
     if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
         raise ModelSpecError(f"timm has no model {name!r}{_timm_suggestion(name)}",
                              hint="list them with: python -c 'import timm; print(timm.list_models(\"*vit*\"))'")
-    module = timm.create_model(name, pretrained=False)
+    module = _create_timm(timm, name, build)
     source, warnings = {"kind": "timm", "name": name}, []
     if checkpoint is not None:
-        _load_checkpoint_into(module, checkpoint, trust, source)
+        _load_checkpoint_into(module, checkpoint, trust, source, adapt=_timm_checkpoint_filter(module))
     else:
         _no_checkpoint(source, warnings, f"timm:{name}")
     data_cfg = timm.data.resolve_data_config({}, model=module)
@@ -217,6 +245,112 @@ def _timm(name, checkpoint, trust) -> LoadedModel:
         resize_mode="squash" if data_cfg.get("crop_mode") == "squash" else "shorter",
     )
     return LoadedModel(module, pre, _timm_labels(timm, module), source, warnings=warnings)
+
+
+def _create_timm(timm, name: str, build: dict):
+    """``timm.create_model`` at the requested input size (``img_size``) and with ``dynamic_img_size``.
+
+    Families whose constructor takes no ``img_size`` (convolutional stems such as EfficientViT-B) are
+    built at their default and must then prove they run at the requested size."""
+    kwargs = dict(build["model_kwargs"])
+    size = build["input_size"]
+    if size is not None:
+        kwargs["img_size"] = tuple(size)
+    if build["dynamic_size"]:
+        kwargs["dynamic_img_size"] = True
+    while True:
+        try:
+            module = timm.create_model(name, pretrained=False, **kwargs)
+            break
+        except TypeError as exc:
+            dropped = next((k for k in ("dynamic_img_size", "img_size") if k in kwargs and repr(k) in str(exc)),
+                           None)
+            if dropped is None:
+                raise ModelSpecError(f"timm:{name} rejected its arguments ({exc})") from None
+            # The family has no such switch: its graph is either size-agnostic already or it is not; the
+            # size check below and the export's multi-size parity check tell which.
+            log.info("timm:%s takes no %s; building it without", name, dropped)
+            kwargs.pop(dropped)
+        except (AssertionError, ValueError, RuntimeError) as exc:
+            raise ModelSpecError(f"timm:{name} cannot be built at input size {_size_text(size)}: "
+                                 f"{_first_line(exc)}", hint=FIXED_SIZE_HINT) from None
+    if size is not None:
+        _check_runs_at(module, size, problem=f"timm:{name} cannot run")
+    return module
+
+
+def patch_size(module) -> int | None:
+    """The patch size of a ViT-like module: the stride of its first Conv2d whose kernel equals its stride
+    (the patch embedding, whatever the family calls it); None when there is none."""
+    import torch
+
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Conv2d) and sub.kernel_size == sub.stride and sub.stride[0] > 1:
+            return int(sub.stride[0])
+    return None
+
+
+def probe_sizes(size, patch: int | None = None) -> list:
+    """Two more input sizes (about 3/4 and 5/4 of ``size``, on a grid of twice the patch size when known)
+    at which a --dynamic-size model must run and its export must hold parity: a graph with a size baked
+    in fails there."""
+    h, w = size
+    step = 2 * patch if patch else next((s for s in (32, 28, 16, 14) if h % s == 0 and w % s == 0), 8)
+    return [(max(step, round(h * f / step) * step), max(step, round(w * f / step) * step)) for f in (0.75, 1.25)]
+
+
+FIXED_SIZE_HINT = "use its pre-training size or one its patch/window sizes divide"
+
+
+def _check_runs_at(module, size, *, problem: str, hint: str = FIXED_SIZE_HINT) -> None:
+    """One forward at ``size``: a model that cannot run there fails now, with the model's own reason."""
+    import torch
+
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 3, *size))
+    except Exception as exc:  # models raise anything on a bad size; the reason is what the user needs
+        raise ModelSpecError(f"{problem} at input size {_size_text(size)}: {_first_line(exc)}", hint=hint) from None
+
+
+def _size_text(size) -> str:
+    return "default" if size is None else f"{size[0]}x{size[1]}"
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0][:200] if text else type(exc).__name__)
+
+
+def _timm_checkpoint_filter(module):
+    """timm's own per-family checkpoint filter (resamples position embeddings to the built size)."""
+    import sys
+
+    filter_fn = getattr(sys.modules.get(type(module).__module__), "checkpoint_filter_fn", None)
+    return (lambda state: filter_fn(state, module)) if filter_fn else None
+
+
+def _record_build(source: dict, build: dict) -> None:
+    """Keep how the model was built in its source record, so validation rebuilds the same reference."""
+    recorded = {}
+    if build["input_size"] is not None and source.get("kind") in ("timm", "hf"):
+        recorded["input_size"] = list(build["input_size"])
+    if build["dynamic_size"]:
+        recorded["dynamic_size"] = True
+    if build["model_kwargs"]:
+        recorded["model_kwargs"] = build["model_kwargs"]
+    if recorded:
+        source["build"] = recorded
+
+
+def build_options(source: dict) -> dict:
+    """The ``load_model`` keyword arguments that rebuild the model a manifest's ``source`` describes."""
+    build = source.get("build") or {}
+    options = {"dynamic_size": bool(build.get("dynamic_size")), "model_kwargs": build.get("model_kwargs")}
+    if build.get("input_size"):
+        options["input_size"] = tuple(build["input_size"])
+    return options
 
 
 def _timm_labels(timm, module):
@@ -256,7 +390,7 @@ def _torchvision(name, checkpoint, trust) -> LoadedModel:
     return LoadedModel(module, pre, list(weights.meta.get("categories") or []) or None, source, warnings=warnings)
 
 
-def _hf(directory, checkpoint, trust) -> LoadedModel:
+def _hf(directory, checkpoint, trust, build: dict, task: str) -> LoadedModel:
     from vit_edge.errors import require
 
     transformers = require("transformers", "export")
@@ -270,29 +404,58 @@ def _hf(directory, checkpoint, trust) -> LoadedModel:
         config = transformers.AutoConfig.from_pretrained(directory, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelSpecError(f"{directory}/config.json is not a usable Hugging Face config ({exc})") from None
+    model_class = _hf_model_class(transformers, config)
     try:
         if has_weights:
-            module = transformers.AutoModelForImageClassification.from_pretrained(
-                directory, local_files_only=True, use_safetensors=None)
+            module = model_class.from_pretrained(directory, local_files_only=True, use_safetensors=None)
         else:
-            module = transformers.AutoModelForImageClassification.from_config(config)
+            module = model_class.from_config(config)
             _no_checkpoint(source, warnings, str(directory))
     except ValueError as exc:
-        raise ModelSpecError(f"{directory}: not an image-classification model ({str(exc)[:120]})") from None
+        raise ModelSpecError(f"{directory}: not an image model transformers can load ({str(exc)[:120]})") from None
     except OSError as exc:
         raise CheckpointError(f"{directory}: weights are corrupt or unreadable ({str(exc)[:120]})") from None
     if checkpoint is not None:
         _load_checkpoint_into(module, checkpoint, trust, source)
+    classifier = "ForImageClassification" in type(module).__name__
+    if task == "classify" and not classifier:
+        raise ModelSpecError(f"{directory} holds a {type(module).__name__}, a feature extractor with no "
+                             "classification head", hint="convert it with --task features")
     pre = _hf_preprocess(directory, config)
+    size = tuple(build["input_size"] or pre.input_size)
+    native = _hf_image_size(config)
+    # Position encodings are interpolated in the graph when the model runs at a size it was not built for.
+    interpolate = bool(build["dynamic_size"] or size != native)
+    from vit_edge.hf_model import HFImageModel
+
+    wrapped = HFImageModel(module, task="classify" if task == "classify" else "features",
+                           classifier=classifier, interpolate=interpolate)
+    if build["input_size"] is not None:
+        _check_runs_at(wrapped, size, problem=f"{directory} cannot run")
     id2label = getattr(config, "id2label", None) or {}
-    labels = [id2label[i] for i in sorted(id2label)] if id2label else None
-    return LoadedModel(_HFLogits.wrap(module), pre, labels, source, warnings=warnings)
+    labels = [id2label[i] for i in sorted(id2label)] if id2label and classifier else None
+    return LoadedModel(wrapped, pre, labels, source, warnings=warnings)
+
+
+def _hf_model_class(transformers, config):
+    """The class the directory declares (``architectures`` in config.json: CLIPVisionModelWithProjection,
+    SiglipVisionModel, Dinov2Model, ...), else the image-classification auto class."""
+    for name in getattr(config, "architectures", None) or []:
+        cls = getattr(transformers, name, None)
+        if cls is not None:
+            return cls
+    return transformers.AutoModelForImageClassification
+
+
+def _hf_image_size(config) -> tuple:
+    vision = getattr(config, "vision_config", None) or config
+    size = getattr(vision, "image_size", 224)
+    return (size, size) if isinstance(size, int) else tuple(size)
 
 
 def _hf_preprocess(directory: Path, config) -> PreprocessConfig:
     resample = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic", 4: "bilinear", 5: "bicubic"}
-    image_size = getattr(config, "image_size", 224)
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    size = _hf_image_size(config)
     path = directory / "preprocessor_config.json"
     if not path.exists():
         log.warning("%s has no preprocessor_config.json: assuming %sx%s, mean/std 0.5, bilinear squash",
@@ -317,24 +480,6 @@ def _hf_preprocess(directory: Path, config) -> PreprocessConfig:
                                 crop_pct=1.0)
     return PreprocessConfig(input_size=(s["height"], s["width"]), mean=mean, std=std, interpolation=interp,
                             crop_pct=1.0, resize_mode="squash")
-
-
-class _HFLogits:
-    """Wrap a Hugging Face model so forward(pixel_values) returns the logits tensor alone."""
-
-    @staticmethod
-    def wrap(module):
-        import torch
-
-        class HFLogits(torch.nn.Module):
-            def __init__(self, inner):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, pixel_values):
-                return self.inner(pixel_values=pixel_values).logits
-
-        return HFLogits(module)
 
 
 def _python(text, checkpoint, trust) -> LoadedModel:
@@ -415,6 +560,20 @@ def _redraw_zero_weights(module, seed: int) -> None:
                 sub.weight.copy_(torch.randn(sub.weight.shape, generator=gen) * 0.02)
                 if sub.bias is not None:
                     sub.bias.zero_()
+
+
+def _open_layer_scales(module, value: float = 0.1) -> None:
+    """Random-init models: layer scales initialised near zero (DeiT III 1e-6, CaiT/DINOv2 1e-5) leave every
+    block's output out of the residual stream, so the output barely depends on the image and every photo
+    gets the same top-1 - a vacuous parity check. Open them to ``value`` (trained models sit near 0.1-1)."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if (leaf.startswith("gamma") and param.ndim == 1 and param.numel() > 1
+                    and 0 < float(param.abs().max()) < 1e-3 and bool((param == param.flatten()[0]).all())):
+                param.fill_(value)
 
 
 def _apply_task(loaded: LoadedModel, task: str) -> LoadedModel:

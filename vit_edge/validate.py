@@ -27,6 +27,7 @@ class ParityReport:
     min_cosine: float
     max_abs_error: float
     thresholds: dict
+    max_rel_error: float = float("nan")  # max abs error / max(1, max |reference output|)
     task: str = "classify"
     data: str = ""
     skipped: int = 0
@@ -42,7 +43,8 @@ class ParityReport:
     def summary(self) -> dict:
         return {"passed": self.passed, "samples": self.samples, "top1_agreement": self.top1_agreement,
                 "mean_cosine": self.mean_cosine, "min_cosine": self.min_cosine,
-                "max_abs_error": self.max_abs_error, "reference": self.reference, "candidate": self.candidate,
+                "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
+                "reference": self.reference, "candidate": self.candidate,
                 "thresholds": self.thresholds, "failures": self.failures, "task": self.task, "data": self.data,
                 "skipped_files": self.skipped}
 
@@ -126,6 +128,7 @@ def compare(candidate, reference, images, *, limit: int | None = None, batch_siz
     report = ParityReport(reference=_side(reference, ref_top1), candidate=_side(candidate, cand_top1),
                           samples=len(cand), top1_agreement=agreement, mean_cosine=float(cos.mean()),
                           min_cosine=float(cos.min()), max_abs_error=float(np.abs(cand - ref).max()),
+                          max_rel_error=float(np.abs(cand - ref).max() / max(1.0, np.abs(ref).max())),
                           thresholds=th, task=task, data=images.source, skipped=len(images.skipped))
     if not np.isfinite(cand).all():
         report.failures.append("the candidate produced NaN or Inf")
@@ -157,14 +160,14 @@ def reference_for(candidate_path: Path, manifest: dict, reference=None, **option
                            hint="pass --reference")
     if spec is None:
         raise VitEdgeError(f"{candidate_path}: no reference recorded in its manifest", hint="pass --reference")
-    from vit_edge.sources import load_model
+    from vit_edge.sources import build_options, load_model
 
     checkpoint = source.get("checkpoint") if source.get("kind") not in ("demo",) else None
     if checkpoint and not Path(checkpoint).exists():
         raise VitEdgeError(f"the reference checkpoint {checkpoint} recorded in the manifest is gone",
                            hint="pass --reference MODEL with --checkpoint available")
     loaded = load_model(spec, checkpoint=checkpoint, task=manifest.get("task", "classify"),
-                        seed=manifest.get("seed", 0))
+                        seed=manifest.get("seed", 0), **build_options(source))
     return runtimes.load(loaded, **options)
 
 

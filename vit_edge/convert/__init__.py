@@ -55,11 +55,13 @@ def target_module(target: str):
 
 
 def convert(model=None, *, target: str = "onnx", precision: str = "fp32", out, force: bool = False,
-            checkpoint=None, task: str = "classify", labels_file=None, trust_checkpoint: bool = False,
-            seed: int = 0, preprocess: dict | None = None, **options) -> ConvertResult:
+            checkpoint=None, task: str | None = None, labels_file=None, trust_checkpoint: bool = False,
+            seed: int = 0, preprocess: dict | None = None, model_kwargs: dict | None = None,
+            **options) -> ConvertResult:
     """Convert MODEL (a spec string or a ``LoadedModel``) into an artifact directory ``out``.
 
-    ``options`` are target-specific (calib, calib_size, validate, tolerance, opset, batch, ...).
+    ``options`` are target-specific (calib, calib_size, validate, tolerance, opset, batch, dynamic_size, ...).
+    ``model_kwargs`` go to ``timm.create_model`` (e.g. a smaller depth).
     Raises :class:`VitEdgeError` subclasses for every user-fixable problem; nothing is left at ``out``
     unless the whole conversion succeeded.
     """
@@ -78,7 +80,7 @@ def convert(model=None, *, target: str = "onnx", precision: str = "fp32", out, f
         module.check_options(precision, options)  # fail fast on bad flags before the slow part
     loaded = model if isinstance(model, LoadedModel) else load_model(
         model, checkpoint=checkpoint, task=task, labels_file=labels_file, trust_checkpoint=trust_checkpoint,
-        seed=seed, **(preprocess or {}))
+        seed=seed, dynamic_size=bool(options.get("dynamic_size")), model_kwargs=model_kwargs, **(preprocess or {}))
     options["seed"] = seed
     started = time.time()
     with atomic_output_dir(out, force=force) as workdir:

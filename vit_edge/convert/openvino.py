@@ -40,10 +40,18 @@ def build(job) -> None:
         from vit_edge.convert.quantize import quantize_openvino
 
         model = quantize_openvino(job, model)
+    stable_names(model)
     xml = job.workdir / ARTIFACT
     # fp16 stores FP16 weights (half the size; the CPU plugin decompresses them); fp32/int8 keep FP32
     # constants, so the FP32 IR is bit-for-bit the exported model.
-    ov.save_model(model, str(xml), compress_to_fp16=job.precision == "fp16")
+    try:
+        ov.save_model(model, str(xml), compress_to_fp16=job.precision == "fp16")
+    except Exception as exc:  # OpenVINO reports a failed write as RuntimeError("basic_ios::clear: iostream error")
+        from vit_edge.errors import OutputError
+
+        raise OutputError(f"cannot write the OpenVINO IR into {job.workdir.parent} "
+                          f"({str(exc).splitlines()[0][:120]})",
+                          hint="check free disk space, file-size limits and permissions") from None
     onnx_path.unlink()
     from vit_edge.artifact import library_versions
 
@@ -53,6 +61,25 @@ def build(job) -> None:
     job.manifest["openvino"] = {"version": ov.__version__, "weights": "model.bin",
                                 "compressed_to_fp16": job.precision == "fp16"}
     job.manifest["openvino"]["parity"] = check_parity(job, xml)
+
+
+def stable_names(model) -> None:
+    """Rename the nodes OpenVINO named itself. Such names (``Constant_160065``) come from a process-wide
+    counter, so the same conversion run after another one in the same process would write a different IR;
+    numbering them by graph position makes the IR depend on the model alone."""
+    import re
+
+    ops = model.get_ordered_ops()
+    taken = {op.get_friendly_name() for op in ops}
+    for position, op in enumerate(ops):
+        # "Type_123", where Type may be another op's (a Constant folded from a Reshape keeps "Reshape_N")
+        auto = re.fullmatch(r"([A-Za-z][A-Za-z0-9]*)_\d+", op.get_friendly_name())
+        if auto:
+            name = f"{auto.group(1)}_at_{position}"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            op.set_friendly_name(name)
 
 
 def check_parity(job, xml) -> dict:

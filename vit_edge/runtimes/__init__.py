@@ -39,6 +39,9 @@ def load(artifact, *, target: str | None = None, preprocess=None, **options) -> 
         target = target or manifest["target"]
         file = path / (manifest["artifact"] if target == manifest["target"] else
                        manifest.get("artifacts", {}).get(target, ""))
+        if path.resolve() not in file.resolve().parents:  # a manifest may only name files of its own folder
+            raise ArtifactError(f"{path}: the manifest names {file.name!r} outside its folder; refused",
+                                hint="re-run vit-edge convert")
         if not file.is_file():
             raise ArtifactError(f"{path}: the manifest names {file.name or target} but it is missing",
                                 hint="re-run vit-edge convert")

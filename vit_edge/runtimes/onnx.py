@@ -21,6 +21,9 @@ class ONNXRuntime(Runtime):
         if threads:
             options.intra_op_num_threads = int(threads)
         options.log_severity_level = 3
+        from vit_edge.onnx_meta import check_onnx_file
+
+        check_onnx_file(self.path)  # not a model, or external data outside its folder: refuse before ORT reads it
         try:
             self.session = ort.InferenceSession(str(self.path), options,
                                                 providers=providers or ["CPUExecutionProvider"])

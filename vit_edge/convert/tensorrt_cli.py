@@ -1,0 +1,27 @@
+"""``vit-edge build-engine DIR``: build the TensorRT engine of a ``--target tensorrt`` directory on this machine.
+
+Registered by ``vit_edge.cli`` (it imports this module's ``command``). Engines are tied to the GPU and
+TensorRT version, so on a Jetson this runs on the Jetson itself.
+"""
+
+from __future__ import annotations
+
+import click
+
+from vit_edge.cli import parse_batch_profile
+
+
+@click.command("build-engine")
+@click.argument("directory", type=click.Path())
+@click.option("--batch", callback=parse_batch_profile, help="Profile MIN:OPT:MAX (default: as converted).")
+@click.option("--workspace", type=click.FloatRange(0.01), default=None, help="Workspace limit in GB.")
+@click.option("--dla-core", type=click.IntRange(0), default=None, help="DLA core (Jetson), GPU fallback on.")
+@click.option("--timing-cache", type=click.Path(), default=None, help="Timing cache file (read and updated).")
+def command(directory, batch, workspace, dla_core, timing_cache):
+    """Build (or rebuild) DIRECTORY/model.engine from its TensorRT-ready model.onnx."""
+    from vit_edge.convert.tensorrt import build_engine_in_dir
+
+    info = build_engine_in_dir(directory, batch=batch, workspace_gb=workspace, dla_core=dla_core,
+                               timing_cache=timing_cache)
+    click.echo(f"wrote {directory}/{info['file']} (TensorRT {info['tensorrt_version']}, {info['gpu']}, "
+               f"sm {info['compute_capability']}, batch {info['profile']['min'][0]}..{info['profile']['max'][0]})")
