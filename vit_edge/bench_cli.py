@@ -1,0 +1,47 @@
+"""``vit-edge bench``: parse, call :func:`vit_edge.bench.benchmark`, print the table, write the reports."""
+
+from __future__ import annotations
+
+import click
+
+
+def parse_batches(ctx, param, value):
+    try:
+        batches = [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"use comma-separated positive integers, e.g. 1,8 (got {value!r})") from None
+    if not batches or any(b < 1 for b in batches):
+        raise click.BadParameter(f"use comma-separated positive integers, e.g. 1,8 (got {value!r})")
+    return list(dict.fromkeys(batches))
+
+
+@click.command("bench")
+@click.argument("artifacts", nargs=-1, required=True)
+@click.option("--batch", "batches", default="1,8", show_default=True, callback=parse_batches,
+              help="Batch sizes, comma-separated.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Inference threads (default: the backend's).")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="Measured seconds per artifact and batch size (split over the rounds).")
+@click.option("--rounds", type=click.IntRange(1), default=5, show_default=True,
+              help="Alternating rounds: each artifact runs once per round, in turn.")
+@click.option("--device", default=None, help="OpenVINO device (CPU, GPU, NPU, AUTO).")
+@click.option("--hint", type=click.Choice(["latency", "throughput"]), default=None,
+              help="OpenVINO performance hint (default: the artifact's).")
+@click.option("--json", "json_path", type=click.Path(), help="Write the results as JSON.")
+@click.option("--markdown", "markdown_path", type=click.Path(), help="Write the results as a Markdown table.")
+@click.option("--plot", "plot_path", type=click.Path(), help="Write a PNG chart.")
+def command(artifacts, batches, threads, duration, rounds, device, hint, json_path, markdown_path, plot_path):
+    """Latency (p50/p90/p99), throughput and peak memory of ARTIFACTS (or MODEL specs, run in torch).
+
+    The first one is the reference for the speedup column. Artifacts run in turns, each in its own
+    process, so noise from other programs hits all of them alike."""
+    from vit_edge.bench import benchmark, check_outputs, write_reports
+
+    check_outputs(json_path, markdown_path, plot_path)
+    report = benchmark(artifacts, batches=batches, threads=threads, duration=duration, rounds=rounds,
+                       device=device, options={"hint": hint} if hint else None)
+    click.echo(report.table())
+    write_reports(report, json_path=json_path, markdown_path=markdown_path, plot_path=plot_path)
+    for path in (json_path, markdown_path, plot_path):
+        if path:
+            click.echo(f"wrote {path}")
