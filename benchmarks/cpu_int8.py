@@ -339,7 +339,7 @@ def write_markdown(path: Path, data: dict, main, latency) -> None:
         "hand: re-run the script.", "",
         "## Machine", "",
         f"- CPU: {m['cpu']}, {m['cores']} cores; {m['system']}; Python {m['python']}",
-        f"- Libraries: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        "- Libraries: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         f"- Load average (1, 5, 15 min) before the run: {m['load_before']}; after: {m['load_after']}. "
         "Other processes shared these cores: every number below is from alternating rounds, so noise hits all "
         "rows alike, but absolute numbers on an idle machine are higher.", "",

@@ -55,6 +55,17 @@ class ImageSet:
         labels = [self.labels[i] for i in indices] if self.labels is not None else None
         return ImageSet(items, labels, self.class_names, self.source, pre)
 
+    def decode(self, index: int, cfg: PreprocessConfig):
+        """Item ``index`` as the model's CHW float32 array, or None (counted in ``skipped``) when the file
+        does not decode."""
+        item = self.items[index]
+        try:
+            image = open_image(item) if isinstance(item, (str, Path)) else item
+        except DataError:
+            self.skipped.append(str(item))
+            return None
+        return image_to_array(image, cfg)
+
     def batches(self, cfg: PreprocessConfig, batch_size: int = 32, limit: int | None = None):
         """Yield ``(nchw_float32, labels_or_None)``; undecodable files are skipped and recorded."""
         n = len(self) if limit is None else min(limit, len(self))
@@ -65,13 +76,10 @@ class ImageSet:
             return
         arrays, labels = [], []
         for i in range(n):
-            item = self.items[i]
-            try:
-                im = open_image(item) if isinstance(item, (str, Path)) else item
-            except DataError:
-                self.skipped.append(str(item))
+            array = self.decode(i, cfg)
+            if array is None:
                 continue
-            arrays.append(image_to_array(im, cfg))
+            arrays.append(array)
             labels.append(None if self.labels is None else self.labels[i])
             if len(arrays) == batch_size:
                 yield np.stack(arrays), (None if self.labels is None else np.asarray(labels))

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from vit_edge.errors import DataError
-from vit_edge.preprocess import check_batch, image_to_array, open_image
+from vit_edge.preprocess import check_batch
 
 log = logging.getLogger("vit_edge")
 
@@ -74,13 +73,10 @@ def load_calibration(spec, preprocess, *, size: int = DEFAULT_SIZE, seed: int = 
         with tqdm(total=min(size, len(images)), desc="calibration images", unit="img", disable=not progress,
                   leave=False) as bar:
             for index in order:
-                item = images.items[index]
-                try:
-                    image = open_image(item) if isinstance(item, (str, Path)) else item
-                except DataError:
-                    images.skipped.append(str(item))
+                array = images.decode(int(index), preprocess)
+                if array is None:
                     continue
-                arrays.append(image_to_array(image, preprocess))
+                arrays.append(array)
                 used_indices.append(int(index))
                 bar.update(1)
                 if len(arrays) == size:
