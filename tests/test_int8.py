@@ -23,6 +23,7 @@ def _int8(tmp_path_factory, name, *args):
     result = run_cli("convert", *args, "--precision", "int8", "--calib", "digits:train", "--calib-size", "200",
                      "--validate", "digits:test", "--out", out)
     assert result.code == 0, result.err
+    assert "\r" not in result.err, "progress bars belong on a terminal, not in a captured log"
     return out, result
 
 

@@ -99,12 +99,12 @@ def _side(runtime, top1) -> dict:
 def compare(candidate, reference, images, *, limit: int | None = None, batch_size: int = 32,
             thresholds: dict | None = None, progress: bool = True) -> ParityReport:
     """Run both runtimes on ``images`` (an ImageSet) with the candidate's preprocessing and compare."""
-    from tqdm import tqdm
+    from vit_edge.progress import progress_bar
 
     th = {**DEFAULT_THRESHOLDS, **{k: v for k, v in (thresholds or {}).items() if v is not None}}
     total = len(images) if limit is None else min(limit, len(images))
     ref_out, cand_out, labels = [], [], []
-    with tqdm(total=total, desc="validate", unit="img", disable=not progress, leave=False) as bar:
+    with progress_bar(desc="validate", total=total, enabled=progress) as bar:
         for batch, y in images.batches(candidate.preprocess, batch_size=batch_size, limit=limit):
             cand_out.append(candidate.run(batch))
             ref_out.append(reference.run(batch))

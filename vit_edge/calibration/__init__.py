@@ -53,9 +53,8 @@ def load_calibration(spec, preprocess, *, size: int = DEFAULT_SIZE, seed: int = 
     Undecodable files are skipped (and counted) and sampling continues past them, so ``size`` usable
     images are used whenever the source holds that many. Fewer is a warning; none is a :class:`DataError`.
     """
-    from tqdm import tqdm
-
     from vit_edge.data import load_images
+    from vit_edge.progress import progress_bar
 
     if spec is None or str(spec).strip() == "":
         raise DataError("INT8 needs calibration data", hint="pass --calib with an image folder, a .npy/.npz "
@@ -70,8 +69,7 @@ def load_calibration(spec, preprocess, *, size: int = DEFAULT_SIZE, seed: int = 
         used_indices = list(chosen)
     else:
         arrays, used_indices = [], []
-        with tqdm(total=min(size, len(images)), desc="calibration images", unit="img", disable=not progress,
-                  leave=False) as bar:
+        with progress_bar(desc="calibration images", total=min(size, len(images)), enabled=progress) as bar:
             for index in order:
                 array = images.decode(int(index), preprocess)
                 if array is None:

@@ -117,10 +117,10 @@ class _Progress:
         return len(self.items)
 
     def __iter__(self):
-        from tqdm import tqdm
+        from vit_edge.progress import progress_bar
 
         self.passes += 1
-        yield from tqdm(self.items, desc=f"quantizing (calibration pass {self.passes})", unit="img", leave=False)
+        yield from progress_bar(self.items, desc=f"quantizing (calibration pass {self.passes})")
 
 
 @contextlib.contextmanager

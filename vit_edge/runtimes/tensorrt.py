@@ -191,8 +191,9 @@ def from_artifact(path: Path, manifest: dict, preprocess, **options) -> Runtime:
     if path.suffix.lower() == ".onnx":
         from vit_edge.runtimes.onnx import ONNXRuntime
 
-        log.warning("no TensorRT engine built yet: running the TensorRT-ready %s in ONNX Runtime (build the "
-                    "engine on the target: %s)", path.name, rebuild_command("DIR"))
+        if options.get("warn_no_engine", True):  # convert says it once in its own notes
+            log.warning("no TensorRT engine built yet: running the TensorRT-ready %s in ONNX Runtime (build the "
+                        "engine on the target: %s)", path.name, rebuild_command(path.parent))
         return ONNXRuntime(path, preprocess=preprocess, manifest=manifest, threads=options.get("threads"),
                            name=f"{path.name} (no engine)", **common)
     device = options.get("device")
