@@ -191,6 +191,56 @@ def model_gop(onnx_path: Path) -> float:
     return 2 * macs / 1e9
 
 
+def kernel_profile(xml: Path, images: int = 4, calls: int = 20) -> dict:
+    """Where one stream's time goes: the IR compiled as the runtime runs each half of a batch of 8 (static
+    batch 4, one thread), OpenVINO's per-node timings summed by kind, and the GOP/s of the kinds that
+    multiply (each node's multiply-accumulates from its runtime shapes)."""
+    import collections
+
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(xml))
+    model.reshape({model.inputs[0]: [images, 3, 224, 224]})
+    compiled = core.compile_model(model, "CPU", {"PERF_COUNT": True, "INFERENCE_NUM_THREADS": 1,
+                                                 "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    x = np.random.default_rng(0).standard_normal((images, 3, 224, 224), dtype=np.float32)
+    for _ in range(3):
+        request.infer({0: x})
+    seconds = collections.Counter()
+    for _ in range(calls):
+        request.infer({0: x})
+        for node in request.profiling_info:
+            seconds[node.node_name] += node.real_time.total_seconds() / calls
+    kinds, work = collections.Counter(), collections.Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        name, layer = op.get_friendly_name(), op.get_rt_info()["layerType"].astype(str)
+        shapes = [list(op.get_input_partial_shape(i).to_shape()) for i in range(op.get_input_size())
+                  if op.get_input_partial_shape(i).is_static]
+        if layer.startswith("FullyConnected"):
+            kind, macs = "INT8 GEMMs (FullyConnected: qkv, proj, fc1 + GELU, fc2)", \
+                int(np.prod(shapes[0][:-1])) * shapes[0][-1] * shapes[1][0]
+        elif layer == "Subgraph" and "attention" in name:
+            q, k = shapes[0], shapes[1]  # snippets MHA: q [B, H or N, ...]; work = 2 products of N x N x D
+            kind, macs = "attention (fused INT8 MHA kernel)", 2 * int(np.prod(q)) * max(k[-1], k[-2])
+        elif layer == "Transpose":
+            kind, macs = "transposes (q/k/v layout)", 0
+        elif layer == "MVN":
+            kind, macs = "LayerNorm (MVN)", 0
+        elif layer == "Convolution":
+            kind, macs = "patch embedding (INT8 Conv)", int(np.prod(op.get_output_partial_shape(0).to_shape())) \
+                * int(np.prod(shapes[1][1:]))
+        else:
+            kind, macs = "element-wise (residual adds, quantize, scale) and other", 0
+        kinds[kind] += seconds.get(name, 0.0)
+        work[kind] += macs
+    total = sum(kinds.values())
+    return {"images": images, "ms_per_image": 1000 * total / images,
+            "kinds": [{"kind": k, "ms_per_image": 1000 * v / images, "share": v / total,
+                       "gops": 2 * work[k] / v / 1e9 if work[k] and v else None} for k, v in kinds.most_common()]}
+
+
 # ---------------------------------------------------------------- wrapper overhead, cold start, parity
 
 
@@ -252,43 +302,81 @@ def cold_start(path: Path, threads: int, runs: int = 3) -> dict:
             "first_start_seconds": first[0], "torch_imported": first[2] or any(w[2] for w in warm), "runs": runs}
 
 
-def speed_settings_agreement(ov_int8: Path) -> dict:
-    """The runtime's speed settings (static shapes, stream split) against the IR compiled as stored with
-    OpenVINO's defaults, each compared with torch FP32 on the real photos: the speed work must not move
-    the INT8 results."""
+def photo_views(preprocess, crops: bool) -> np.ndarray:
+    """The real photos, preprocessed: the model's own centre crop, or (``crops``) ten views of each photo
+    (four corners and the centre of a 256-pixel resize, each also mirrored) for a larger sample."""
+    from PIL import Image, ImageOps
+
+    from vit_edge.data import load_images
+
+    if not crops:
+        return np.concatenate([batch for batch, _ in load_images(str(SAMPLES)).batches(preprocess, batch_size=32)])
+    mean = np.asarray(preprocess.mean, np.float32)[:, None, None]
+    std = np.asarray(preprocess.std, np.float32)[:, None, None]
+    size, views = preprocess.input_size[0], []
+    for path in sorted(SAMPLES.iterdir()):
+        try:
+            image = Image.open(path).convert("RGB")
+        except OSError:
+            continue
+        scale = 256 / min(image.size)
+        image = image.resize((max(256, round(image.width * scale)), max(256, round(image.height * scale))),
+                             Image.BICUBIC)
+        w, h = image.size
+        for x, y in ((0, 0), (w - size, 0), (0, h - size), (w - size, h - size), ((w - size) // 2, (h - size) // 2)):
+            crop = image.crop((x, y, x + size, y + size))
+            for view in (crop, ImageOps.mirror(crop)):
+                views.append((np.asarray(view, np.float32).transpose(2, 0, 1) / 255 - mean) / std)
+    return np.stack(views).astype(np.float32)
+
+
+def photo_parity(work: Path, ov_int8: Path, onnx_int8: Path) -> dict:
+    """Every INT8 variant against torch FP32 on the real photos (top-1 agreement, mean cosine): vit-edge's
+    runtime with its speed settings, the same IR compiled as stored with OpenVINO's defaults, the same IR
+    with its floating-point parts in f32 instead of bf16, the hand pipeline, and vit-edge ONNX INT8."""
     import openvino as ov
 
     from vit_edge import runtimes
-    from vit_edge.data import load_images
 
-    tuned = runtimes.load(ov_int8, hint="throughput")
-    plain = ov.Core().compile_model(str(ov_int8 / "model.xml"), "CPU")
     reference = runtimes.load(MODEL)
-    logits = {"tuned": [], "plain": [], "torch": []}
-    for batch, _ in load_images(str(SAMPLES)).batches(tuned.preprocess, batch_size=8):
-        logits["tuned"].append(tuned.run(batch))
-        logits["plain"].append(plain(batch)[0])
-        logits["torch"].append(reference.run(batch))
-    top1 = {k: np.concatenate(v).argmax(1) for k, v in logits.items()}
-    agree = lambda a, b: float((top1[a] == top1[b]).mean())  # noqa: E731
-    return {"samples": len(top1["torch"]), "tuned_vs_torch": agree("tuned", "torch"),
-            "plain_vs_torch": agree("plain", "torch"), "tuned_vs_plain": agree("tuned", "plain")}
+    core = ov.Core()
+    plain = core.compile_model(str(ov_int8 / "model.xml"), "CPU")
+    hand = core.compile_model(str(work / "hand" / "model.xml"), "CPU")
+    variants = {"vit-edge OpenVINO INT8 (speed settings)": runtimes.load(ov_int8, hint="throughput").run,
+                "same IR, OpenVINO default compile": lambda x: plain(x)[0],
+                "same IR, f32 floating-point parts": runtimes.load(ov_int8, hint="throughput",
+                                                                   inference_precision="f32").run,
+                "hand pipeline": lambda x: hand(x)[0],
+                "vit-edge ONNX INT8": runtimes.load(onnx_int8).run}
+    result = {}
+    for sample, crops in (("centre crops", False), ("10 views each", True)):
+        images = photo_views(reference.preprocess, crops)
+        run_all = lambda fn: np.concatenate([fn(images[i:i + 8]) for i in range(0, len(images), 8)])  # noqa: E731
+        truth = run_all(reference.run)
+        rows = {}
+        for name, fn in variants.items():
+            logits = run_all(fn)
+            cosine = (logits * truth).sum(1) / np.linalg.norm(logits, axis=1) / np.linalg.norm(truth, axis=1)
+            rows[name] = {"top1_agreement": float((logits.argmax(1) == truth.argmax(1)).mean()),
+                          "mean_cosine": float(cosine.mean())}
+        top2 = np.sort(truth, axis=1)[:, -2:]
+        result[sample] = {"samples": len(images), "rows": rows,
+                          "median_top1_margin": float(np.median(top2[:, 1] - top2[:, 0])),
+                          "logit_std": float(truth.std(axis=1).mean())}
+    return result
 
 
-def parity(work: Path, ov_int8: Path) -> dict:
-    """INT8 vs torch FP32: ViT-S on the real photos (top-1 agreement), the demo model on the digits."""
+def parity(work: Path, ov_int8: Path, onnx_int8: Path) -> dict:
+    """INT8 vs torch FP32: ViT-S on the real photos, the trained demo model on the digits (validate's gate)."""
     from vit_edge.convert import convert
     from vit_edge.validate import validate_artifact
 
-    photos = validate_artifact(ov_int8, data=str(SAMPLES)).summary()
-    tuned = speed_settings_agreement(ov_int8)
     demo = work / "demo-openvino-int8"
     if not (demo / "manifest.json").exists():
         convert(None, target="openvino", precision="int8", out=demo, force=True, calib="digits:train")
     digits = validate_artifact(demo, data="digits:test").summary()
     keep = ("passed", "samples", "top1_agreement", "mean_cosine", "data")
-    result = {"vit_s_photos": {k: photos[k] for k in keep}, "demo_digits": {k: digits[k] for k in keep},
-              "speed_settings_vs_plain_compile": tuned}
+    result = {"demo_digits": {k: digits[k] for k in keep}, "vit_s_photos": photo_parity(work, ov_int8, onnx_int8)}
     result["demo_digits"]["top1_reference"] = digits["reference"].get("top1")
     result["demo_digits"]["top1_int8"] = digits["candidate"].get("top1")
     return result
@@ -311,6 +399,7 @@ def write_markdown(path: Path, data: dict, main, latency) -> None:
     ov, hand, onnx, eager = (by_name[n] for n in ("vit-edge OpenVINO INT8", "hand pipeline", "vit-edge ONNX INT8",
                                                    "PyTorch eager FP32"))
     lat = {r.name: r for r in latency.results}
+    photos = a["parity"]["vit_s_photos"]
     checks = [
         ("vit-edge OpenVINO INT8 / hand pipeline (throughput)", f"{ov.throughput / hand.throughput:.2f}x", ">= 1.15x",
          ov.throughput / hand.throughput >= 1.15),
@@ -383,17 +472,29 @@ def write_markdown(path: Path, data: dict, main, latency) -> None:
         f"by default); the very first start, with an empty cache, took {a['cold_start']['first_start_seconds']:.2f}"
         f" s. torch imported: {a['cold_start']['torch_imported']}.", "",
         "## INT8 parity", "",
-        "| model | data | samples | top-1 agreement with FP32 | top-1 FP32 -> INT8 | passed |", "|---|---|---|---|---|---|",
-        *[f"| {name} | {p['data']} | {p['samples']} | {100 * p['top1_agreement']:.2f}% | "
-          + (f"{100 * p['top1_reference']:.2f}% -> {100 * p['top1_int8']:.2f}%" if p.get("top1_reference") else "-")
-          + f" | {p['passed']} |" for name, p in (("ViT-S/16 (random weights)", a["parity"]["vit_s_photos"]),
-                                                 ("demo ViT (trained)", a["parity"]["demo_digits"]))], "",
-        "Unchanged by the speed work: on the {samples} photos, the IR run with vit-edge's speed settings "
-        "(static shapes, throughput hint, stream split) agrees with torch FP32 on {tuned_vs_torch:.2%} of top-1 "
-        "classes; the same IR compiled as stored with OpenVINO's defaults, on {plain_vs_torch:.2%}; the two "
-        "agree with each other on {tuned_vs_plain:.2%}. (Random weights give near-uniform logits, where tiny "
-        "rounding differences flip a top-1; the trained demo is the sharper test.)".format(
-            **a["parity"]["speed_settings_vs_plain_compile"]), "",
+        "Trained demo ViT on the digits (`vit-edge validate`'s gate: within 0.5 top-1 points of FP32 and >= 98% "
+        "top-1 agreement), the artifact run with the runtime's speed settings:", "",
+        "| model | data | samples | top-1 FP32 -> INT8 | top-1 agreement | mean cosine | passed |",
+        "|---|---|---|---|---|---|---|",
+        "| demo ViT (trained) | {data} | {samples} | {ref:.2%} -> {int8:.2%} | {top1_agreement:.2%} | "
+        "{mean_cosine:.6f} | {passed} |".format(ref=a["parity"]["demo_digits"]["top1_reference"],
+                                                int8=a["parity"]["demo_digits"]["top1_int8"],
+                                                **a["parity"]["demo_digits"]), "",
+        "ViT-S/16 (random weights, head re-drawn) on the real photos, every INT8 variant against torch FP32:", "",
+        "| INT8 variant | " + " | ".join(f"{k}: top-1 agreement | mean cosine" for k in photos) + " |",
+        "|---|" + "---|---|" * len(photos),
+        *[f"| {name} | " + " | ".join(f"{100 * photos[k]['rows'][name]['top1_agreement']:.2f}% | "
+                                      f"{photos[k]['rows'][name]['mean_cosine']:.5f}" for k in photos) + " |"
+          for name in next(iter(photos.values()))["rows"]], "",
+        "Samples: " + "; ".join(f"{k} {v['samples']}" for k, v in photos.items()) + ". The speed settings move "
+        "nothing beyond noise: the same IR compiled with OpenVINO's defaults, or with its floating-point parts in "
+        "f32 (about 10% slower), lands within a few images of it, and every variant, the hand pipeline "
+        "included, agrees with FP32 on a similar share. A random-weight model's logits are nearly flat (median "
+        "gap between its top two classes {gap:.3f}, against a logit spread of {spread:.3f}), so a rounding "
+        "difference anywhere flips a top-1 and no INT8 variant reaches 98% here; the mean cosine, over 0.998 "
+        "everywhere, and the trained demo above are the measures that mean something.".format(
+            gap=next(iter(photos.values()))["median_top1_margin"], spread=next(iter(photos.values()))["logit_std"]),
+        "",
         "## Where vit-edge's OpenVINO speed comes from", "",
         "- Static shapes: the runtime compiles each batch size it meets with that shape fixed (batch 1 at load). "
         "On a dynamic batch axis the CPU plugin keeps FakeQuantize out of its fused kernels and adds layout "
@@ -403,11 +504,27 @@ def write_markdown(path: Path, data: dict, main, latency) -> None:
         "synchronises both threads at every layer; the batch-1 rows use the latency hint (one stream, every "
         "thread).",
         "- Compiled-model cache: a fresh process loads the compiled blob instead of compiling again.",
-        "- Tried and not kept (no difference beyond noise in CPU time per image): NNCF `PERFORMANCE` instead of "
-        "`MIXED`, SmoothQuant off, attention left in bf16 (slower), and an export that splits q/k/v on the "
-        "channel axis instead of the 5-D permute. The exported graph already gives OpenVINO what it fuses: "
-        "`ov.convert_model` turns the attention into one `ScaledDotProductAttention` (run as one INT8 MHA "
-        "kernel), LayerNorm into `MVN`, GELU into `Gelu`.", "",
+        "- The exported graph already gives OpenVINO what it fuses: `ov.convert_model` turns the attention into "
+        "one `ScaledDotProductAttention` (run as one INT8 MHA kernel), LayerNorm into `MVN`, GELU into `Gelu` "
+        "(fused into fc1's GEMM), and every quantize step into the kernel before it.", "",
+        "## Where the time goes, and the rest of the gap to the roof", "",
+        f"OpenVINO's own per-node timings (`PERF_COUNT`) for what one stream runs (static batch "
+        f"{a['profile']['images']}, one thread), summed by kind; the per-thread roof is "
+        f"{a['roof_gops'] / s['threads']:.0f} GOP/s:", "",
+        "| kind | ms per image | share | GOP/s | of the per-thread roof |", "|---|---|---|---|---|",
+        *[f"| {k['kind']} | {k['ms_per_image']:.2f} | {100 * k['share']:.1f}% | "
+          + (f"{k['gops']:.0f} | {100 * k['gops'] / (a['roof_gops'] / s['threads']):.0f}%" if k["gops"] else "- | -")
+          + " |" for k in a["profile"]["kinds"]], "",
+        "The GEMMs run close to the roof (fc2, qkv and proj at it; fc1 below it, as its epilogue computes the erf "
+        "GELU of every output). The rest of the gap is OpenVINO's attention kernel, at well under half the GEMM "
+        "rate (N x N x 64 products with a softmax between them), the K transpose it wants in front of it, and "
+        "LayerNorm and the residual adds. Tried and not kept, each measured with this profile and alternated "
+        "runs: NNCF `PERFORMANCE` instead of `MIXED` and SmoothQuant off (same speed), attention left in bf16 "
+        "(slower), snippets off (7% slower), the tanh GELU (3% slower), q/k/v split on the channel axis with "
+        "per-tensor 4-D transposes, or attention exported as plain MatMuls (OpenVINO then fuses the q and v "
+        "transposes but still transposes K, and the split runs as a reference kernel: no gain), OpenVINO's "
+        "PyTorch frontend instead of ONNX (the same runtime graph), CPU pinning and denormal flushing (no "
+        "change), and f32 for the floating-point parts (10% slower).", "",
         "![throughput and latency](benchmarks_cpu_int8.png)", "",
     ]
     path.write_text("\n".join(lines))
@@ -456,7 +573,9 @@ def main() -> None:
             "wrapper": wrapper_overhead(ov_int8 / "model.xml", args.threads),
             "cold_start": cold_start(ov_int8, args.threads)}
     print("wrapper", data["wrapper"], "\ncold start", data["cold_start"], flush=True)
-    data["parity"] = parity(args.work, ov_int8)
+    data["profile"] = kernel_profile(ov_int8 / "model.xml")
+    print("profile", json.dumps(data["profile"]), flush=True)
+    data["parity"] = parity(args.work, ov_int8, onnx_int8)
     print("parity", json.dumps(data["parity"]), flush=True)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
