@@ -330,6 +330,10 @@ def photo_views(preprocess, crops: bool) -> np.ndarray:
     return np.stack(views).astype(np.float32)
 
 
+def _in_batches(run, images: np.ndarray, size: int = 8) -> np.ndarray:
+    return np.concatenate([run(images[i:i + size]) for i in range(0, len(images), size)])
+
+
 def photo_parity(work: Path, ov_int8: Path, onnx_int8: Path) -> dict:
     """Every INT8 variant against torch FP32 on the real photos (top-1 agreement, mean cosine): vit-edge's
     runtime with its speed settings, the same IR compiled as stored with OpenVINO's defaults, the same IR
@@ -351,11 +355,10 @@ def photo_parity(work: Path, ov_int8: Path, onnx_int8: Path) -> dict:
     result = {}
     for sample, crops in (("centre crops", False), ("10 views each", True)):
         images = photo_views(reference.preprocess, crops)
-        run_all = lambda fn: np.concatenate([fn(images[i:i + 8]) for i in range(0, len(images), 8)])  # noqa: E731
-        truth = run_all(reference.run)
+        truth = _in_batches(reference.run, images)
         rows = {}
         for name, fn in variants.items():
-            logits = run_all(fn)
+            logits = _in_batches(fn, images)
             cosine = (logits * truth).sum(1) / np.linalg.norm(logits, axis=1) / np.linalg.norm(truth, axis=1)
             rows[name] = {"top1_agreement": float((logits.argmax(1) == truth.argmax(1)).mean()),
                           "mean_cosine": float(cosine.mean())}
