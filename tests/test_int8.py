@@ -50,6 +50,8 @@ def _check_gate(out, result):
     manifest = json.loads((out / "manifest.json").read_text())
     q = manifest["quantization"]
     assert q["model_type"] == "transformer" and q["preset"] == "mixed" and q["bias_correction"] == "fast"
+    sq = q["smooth_quant"]  # tried with and without; the one nearer FP32 shipped
+    assert sq["chosen"] == max(sq["mean_cosine_to_fp32"], key=sq["mean_cosine_to_fp32"].get), sq
     assert q["calibration"] == {"source": "digits:train", "requested": 200, "used": 200, "skipped_files": 0,
                                 "holdout": 1237}
     assert manifest["validation"]["passed"]
@@ -183,3 +185,31 @@ def test_validate_junit_reflects_pass_and_fail(demo_ov_int8, collapsed_int8, tmp
     suite = ET.parse(failed).getroot()
     assert suite.get("failures") == "1"
     assert "top-1 agreement" in suite.find("testcase/failure").get("message")
+
+
+def test_smooth_quant_is_kept_only_where_it_brings_int8_closer_to_fp32(samples, tmp_path):
+    """LeViT-128 (random weights): NNCF's SmoothQuant costs it accuracy, so convert quantizes both ways,
+    keeps the variant nearer FP32, says so, and the artifact it writes is the accurate one."""
+    from vit_edge.validate import compare
+
+    out = tmp_path / "levit"
+    result = run_cli("convert", "timm:levit_128", "--target", "openvino", "--precision", "int8",
+                     "--calib", samples, "--calib-size", "16", "--out", out)
+    assert result.code == 0, result.err
+    q = json.loads((out / "manifest.json").read_text())["quantization"]
+    cosine = q["smooth_quant"]["mean_cosine_to_fp32"]
+    assert q["smooth_quant"]["chosen"] == "off" and q["smooth_quant_alpha"] == -1.0, q
+    assert cosine["off"] > cosine["on"] + 0.02 and q["smooth_quant"]["images"] == 16, q
+    assert "note: SmoothQuant left off" in result.err
+    report = compare(runtimes.load(out), runtimes.load("timm:levit_128"), load_images(str(samples)), limit=32,
+                     progress=False)
+    assert report.mean_cosine >= 0.98, report.summary()
+
+
+def test_explicit_smooth_quant_alpha_is_used_as_given(demo_onnx, tmp_path):
+    out = tmp_path / "sq"
+    result = run_cli("convert", demo_onnx / "model.onnx", "--target", "openvino", "--precision", "int8",
+                     "--calib", "digits:train", "--calib-size", "50", "--smooth-quant-alpha", "0.5", "--out", out)
+    assert result.code == 0, result.err
+    q = json.loads((out / "manifest.json").read_text())["quantization"]
+    assert q["smooth_quant_alpha"] == 0.5 and "smooth_quant" not in q

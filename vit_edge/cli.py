@@ -158,7 +158,7 @@ def cli(verbose):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and random init.")
 @click.option("--preset", type=click.Choice(["performance", "mixed"]), default=None,
               help="INT8 activation scheme (performance = symmetric).")
-@click.option("--smooth-quant-alpha", type=float, default=None, help="SmoothQuant alpha (negative disables).")
+@click.option("--smooth-quant-alpha", type=float, default=None, help="SmoothQuant alpha (negative disables; default: tried with and without, the closer to FP32 kept).")
 @click.option("--no-bias-correction", is_flag=True,
               help="Turn NNCF's bias correction off (its full variant fails on exported ViT graphs in NNCF 3.4).")
 @click.option("--ignore", multiple=True, help="Node name or op type to keep in floating point (repeatable).")
