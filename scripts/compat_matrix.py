@@ -124,6 +124,9 @@ class CaseRunner:
             convert(str(onnx_dir / "model.onnx"), target=target, precision=precision, out=out, force=True,
                     **options)
         result.update(self.measure(out, precision))
+        if precision == "int8":  # whether convert kept SmoothQuant (it tries both; older cells lack this)
+            quantization = json.loads((out / "manifest.json").read_text()).get("quantization", {})
+            result["smooth_quant"] = (quantization.get("smooth_quant") or {}).get("chosen")
         result["seconds"] = round(time.time() - started, 1)
         return result
 
@@ -235,6 +238,8 @@ def fmt_cell(cell: dict | None) -> str:
         metric += f" ({cell['ran_as']})"
     if cell["task"] != "features" and cell.get("distinct_top1") is not None:
         metric += f" [{cell['distinct_top1']}]"
+    if cell.get("smooth_quant") == "off":
+        metric += " SQ off"
     mark = {"pass": "✅", "fail": "❌", "low": "⚠️"}[cell["status"]]
     return f"{mark} {metric}" + (f" @{len(cell['sizes'])} sizes" if len(cell.get("sizes", [])) > 1 else "")
 
@@ -255,6 +260,10 @@ def render(results: dict) -> str:
              f"- INT8 cell: the same figures; ✅ when the conversion worked and the mean cosine of the outputs "
              f"is ≥ {INT8_MIN_COSINE}, ⚠️ when it converted but falls below that (random weights make "
              "near-tied logits, so INT8 top-1 agreement here is a stress figure, not an accuracy claim).",
+             "- `SQ off`: convert quantized with and without SmoothQuant and shipped the variant without it, "
+             "as it was closer to FP32 on the calibration images. INT8 cells run before convert made that "
+             "choice (their JSON has no `smooth_quant` field) used SmoothQuant always; the ⚠️ cells among "
+             "them were re-run.",
              "- OpenVINO FP32 runs with `INFERENCE_PRECISION_HINT=f32` (its CPU default would be bf16).",
              "- `exporter`: which torch.onnx exporter produced the graph (dynamo first, TorchScript fallback; "
              "the dynamo error is listed below when it fell back).",
