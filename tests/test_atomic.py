@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, assert_one_line_error, run_cli
+from conftest import MODELS, REPO, assert_one_line_error, run_cli
 
 from vit_edge.artifact import atomic_output_dir, write_json
 from vit_edge.errors import OutputError
@@ -159,3 +159,15 @@ def test_full_disk_while_writing_openvino_ir(tmp_path):
         assert list(small.iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_ctrl_c_swallowed_by_the_model_code_still_aborts(tmp_path):
+    """The Ctrl-C arrives while library code that catches KeyboardInterrupt runs (here, the model's own
+    forward): convert still stops with exit 130 and publishes nothing."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "vit_edge", "convert", f"{MODELS / 'swallows_ctrl_c.py'}:make_model",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 130, proc.stderr
+    assert "error: interrupted; nothing was written" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -129,21 +129,38 @@ class _Terminated(BaseException):
     """SIGTERM turned into an exception so that cleanup code runs (like KeyboardInterrupt for SIGINT)."""
 
 
-@contextlib.contextmanager
-def sigterm_as_exception():
-    """Inside this block SIGTERM unwinds the stack (running ``finally`` clauses) instead of killing us."""
-    def handler(signum, frame):
-        raise _Terminated()
+_received_signal: int | None = None  # the SIGINT/SIGTERM received inside ``interrupts_as_exceptions``
 
+
+def interrupted() -> bool:
+    """Whether a Ctrl-C or SIGTERM arrived inside the current ``interrupts_as_exceptions`` block, even if
+    some library caught the exception it raised."""
+    return _received_signal is not None
+
+
+@contextlib.contextmanager
+def interrupts_as_exceptions():
+    """Inside this block SIGINT and SIGTERM unwind the stack (running ``finally`` clauses) instead of
+    killing us, and are remembered: an exporter that catches the KeyboardInterrupt (torch's has been seen
+    to, under load, and then finish the export) cannot turn an interrupted convert into a finished one."""
+    global _received_signal
+
+    def handler(signum, frame):
+        global _received_signal
+        _received_signal = signum
+        raise KeyboardInterrupt() if signum == signal.SIGINT else _Terminated()
+
+    _received_signal = None
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 @contextlib.contextmanager
@@ -159,8 +176,8 @@ def atomic_output_dir(out, force: bool = False):
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a directory", hint="choose another --out")
     parent = out.parent if str(out.parent) else Path(".")
-    # SIGTERM is caught from before the temporary folder exists, so no moment leaves it behind.
-    with sigterm_as_exception():
+    # Signals are caught from before the temporary folder exists, so no moment leaves it behind.
+    with interrupts_as_exceptions():
         try:
             parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
@@ -170,6 +187,8 @@ def atomic_output_dir(out, force: bool = False):
                               hint="choose a writable --out location") from None
         try:
             yield tmp
+            if interrupted():  # the exception was swallowed on the way up: still publish nothing
+                raise KeyboardInterrupt("interrupted")
             _replace_dir(tmp, out, parent)
         except Exception as exc:
             shutil.rmtree(tmp, ignore_errors=True)

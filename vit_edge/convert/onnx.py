@@ -91,7 +91,7 @@ def export_torch(module, preprocess, path: Path, *, opset: int = DEFAULT_OPSET, 
     """
     import torch
 
-    from vit_edge.artifact import disk_error
+    from vit_edge.artifact import disk_error, interrupted
 
     h, w = preprocess.input_size
     example = torch.randn(2, preprocess.channels, h, w)
@@ -103,6 +103,8 @@ def export_torch(module, preprocess, path: Path, *, opset: int = DEFAULT_OPSET, 
                 _export_with(exporter, module, example, path, opset, dynamic_size)
             break
         except Exception as exc:  # exporters raise anything; keep the reason and try the next one
+            if interrupted():
+                raise KeyboardInterrupt("interrupted") from None  # a Ctrl-C the exporter turned into an error
             if disk_error(exc):
                 raise  # a full disk is not the exporter's fault; another exporter would fail the same way
             errors.append(f"{exporter}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
