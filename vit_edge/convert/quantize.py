@@ -242,7 +242,8 @@ def _run(job, model, backend: str, feed, evaluate, node_names, op_types, *, symm
          infer=None):
     """Quantize ``model`` (ONNX ModelProto or ov.Model) and return it with the recorded info.
 
-    ``infer(model, batch)`` runs an uncompiled model of this backend (for the SmoothQuant choice)."""
+    ``infer(model, batches)`` runs an uncompiled model of this backend on a list of batches and returns
+    the outputs concatenated (for the SmoothQuant choice)."""
     nncf = _nncf()
     calib = calibration_for(job)
     chosen = settings(job, symmetric_activations=symmetric_activations)
@@ -290,7 +291,7 @@ def _with_or_without_smooth_quant(nncf, model, calibration, arguments, infer, ca
     advanced = arguments.pop("advanced")
     without_sq = copy.deepcopy(advanced)
     without_sq.smooth_quant_alphas = AdvancedSmoothQuantParameters(convolution=-1, matmul=-1)
-    check = calib.images[:SMOOTH_QUANT_CHECK_IMAGES]
+    check = list(calib.batches(1))[:SMOOTH_QUANT_CHECK_IMAGES]  # one image per call: any batch axis works
     reference = infer(model, check)
     candidates, cosines = {}, {}
     for name, params in (("on", advanced), ("off", without_sq)):
@@ -351,9 +352,15 @@ def quantize_onnx(job, src: Path, dst: Path, *, symmetric_activations: bool = Fa
         session = ort.InferenceSession(candidate.SerializeToString(), providers=["CPUExecutionProvider"])
         return session.run(None, {input_name: batch})[0]
 
+    def infer(candidate, batches):
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(candidate.SerializeToString(), providers=["CPUExecutionProvider"])
+        return np.concatenate([session.run(None, {input_name: batch})[0] for batch in batches])
+
     quantized, info = _run(job, model, "onnx", lambda batch: {input_name: batch}, evaluate,
                            {n.name for n in model.graph.node}, {n.op_type for n in model.graph.node},
-                           symmetric_activations=symmetric_activations, infer=evaluate)
+                           symmetric_activations=symmetric_activations, infer=infer)
     info["quantize_nodes"] = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
     if info["quantize_nodes"] == 0:
         raise ExportError("NNCF inserted no quantizers: the INT8 model would be the FP32 model",
@@ -370,10 +377,11 @@ def quantize_openvino(job, model):
     def evaluate(compiled, batch):
         return compiled(batch)[0]
 
-    def infer(candidate, batch):
+    def infer(candidate, batches):
         import openvino as ov
 
-        return ov.Core().compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(batch)[0]
+        compiled = ov.Core().compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return np.concatenate([compiled(batch)[0] for batch in batches])
 
     quantized, info = _run(job, model, "openvino", lambda batch: batch, evaluate,
                            {op.get_friendly_name() for op in ops}, {op.get_type_name() for op in ops}, infer=infer)
