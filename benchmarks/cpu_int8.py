@@ -308,16 +308,18 @@ def photo_views(preprocess, crops: bool) -> np.ndarray:
     from PIL import Image, ImageOps
 
     from vit_edge.data import load_images
+    from vit_edge.errors import DataError
+    from vit_edge.preprocess import image_to_array, open_image
 
     if not crops:
         return np.concatenate([batch for batch, _ in load_images(str(SAMPLES)).batches(preprocess, batch_size=32)])
-    mean = np.asarray(preprocess.mean, np.float32)[:, None, None]
-    std = np.asarray(preprocess.std, np.float32)[:, None, None]
-    size, views = preprocess.input_size[0], []
+    size = preprocess.input_size[0]
+    as_is = preprocess.replace(crop_pct=1.0)  # a view already has the input size: only normalise it
+    views = []
     for path in sorted(SAMPLES.iterdir()):
         try:
-            image = Image.open(path).convert("RGB")
-        except OSError:
+            image = open_image(path)
+        except DataError:
             continue
         scale = 256 / min(image.size)
         image = image.resize((max(256, round(image.width * scale)), max(256, round(image.height * scale))),
@@ -325,9 +327,8 @@ def photo_views(preprocess, crops: bool) -> np.ndarray:
         w, h = image.size
         for x, y in ((0, 0), (w - size, 0), (0, h - size), (w - size, h - size), ((w - size) // 2, (h - size) // 2)):
             crop = image.crop((x, y, x + size, y + size))
-            for view in (crop, ImageOps.mirror(crop)):
-                views.append((np.asarray(view, np.float32).transpose(2, 0, 1) / 255 - mean) / std)
-    return np.stack(views).astype(np.float32)
+            views += [image_to_array(view, as_is) for view in (crop, ImageOps.mirror(crop))]
+    return np.stack(views)
 
 
 def _in_batches(run, images: np.ndarray, size: int = 8) -> np.ndarray:
@@ -341,6 +342,7 @@ def photo_parity(work: Path, ov_int8: Path, onnx_int8: Path) -> dict:
     import openvino as ov
 
     from vit_edge import runtimes
+    from vit_edge.validate import row_cosines
 
     reference = runtimes.load(MODEL)
     core = ov.Core()
@@ -359,9 +361,8 @@ def photo_parity(work: Path, ov_int8: Path, onnx_int8: Path) -> dict:
         rows = {}
         for name, fn in variants.items():
             logits = _in_batches(fn, images)
-            cosine = (logits * truth).sum(1) / np.linalg.norm(logits, axis=1) / np.linalg.norm(truth, axis=1)
             rows[name] = {"top1_agreement": float((logits.argmax(1) == truth.argmax(1)).mean()),
-                          "mean_cosine": float(cosine.mean())}
+                          "mean_cosine": float(row_cosines(logits, truth).mean())}
         top2 = np.sort(truth, axis=1)[:, -2:]
         result[sample] = {"samples": len(images), "rows": rows,
                           "median_top1_margin": float(np.median(top2[:, 1] - top2[:, 0])),

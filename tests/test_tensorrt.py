@@ -52,6 +52,13 @@ def encoder_int8(tmp_path_factory):
                     "--precision", "int8", "--calib", "digits:train", "--calib-size", "64", "--validate", "digits:test")
 
 
+def _copy_files(src: Path, out: Path, *names) -> Path:
+    out.mkdir()
+    for name in names:
+        (out / name).write_bytes((src / name).read_bytes())
+    return out
+
+
 def _validate(out: Path, tmp_path: Path, *extra) -> tuple:
     report = tmp_path / "report.json"
     result = run_cli("validate", out, "--data", "digits:test", "--json", report, *extra)
@@ -266,10 +273,7 @@ def test_engine_parity_and_dynamic_batch(precision, agreement, request, tmp_path
 @requires_tensorrt
 def test_build_engine_command_rebuilds_with_a_new_profile(demo_fp16, tmp_path):
     _, src, _ = demo_fp16
-    out = tmp_path / "copy"
-    out.mkdir()
-    for name in ("model.onnx", "manifest.json"):
-        (out / name).write_bytes((src / name).read_bytes())
+    out = _copy_files(src, tmp_path / "copy", "model.onnx", "manifest.json")
     cache = tmp_path / "timing.cache"
     result = run_cli("build-engine", out, "--batch", "1:2:4", "--timing-cache", cache)
     assert result.code == 0, result.err
@@ -287,10 +291,7 @@ def test_runtime_refuses_an_engine_recorded_for_another_tensorrt(demo_fp16, tmp_
     from vit_edge import runtimes
 
     _, src, manifest = demo_fp16
-    out = tmp_path / "stale"
-    out.mkdir()
-    for name in ("model.onnx", "model.engine"):
-        (out / name).write_bytes((src / name).read_bytes())
+    out = _copy_files(src, tmp_path / "stale", "model.onnx", "model.engine")
     manifest["tensorrt"]["engine"]["tensorrt_version"] = "9.9.9"
     (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="vit-edge build-engine"):

@@ -96,6 +96,12 @@ def _side(runtime, top1) -> dict:
             **({"inference_precision": info["inference_precision"]} if "inference_precision" in info else {})}
 
 
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of ``a`` with the same row of ``b`` (outputs of one image each)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
 def compare(candidate, reference, images, *, limit: int | None = None, batch_size: int = 32,
             thresholds: dict | None = None, progress: bool = True) -> ParityReport:
     """Run both runtimes on ``images`` (an ImageSet) with the candidate's preprocessing and compare."""
@@ -118,7 +124,7 @@ def compare(candidate, reference, images, *, limit: int | None = None, batch_siz
     if cand.shape != ref.shape:
         raise VitEdgeError("candidate and reference outputs differ in shape",
                            expected=f"reference {ref.shape}", got=f"candidate {cand.shape}")
-    cos = (cand * ref).sum(1) / np.maximum(np.linalg.norm(cand, axis=1) * np.linalg.norm(ref, axis=1), 1e-12)
+    cos = row_cosines(cand, ref)
     agreement = float((cand.argmax(1) == ref.argmax(1)).mean())
     ref_top1 = cand_top1 = None
     if labels:

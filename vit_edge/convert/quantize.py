@@ -288,6 +288,8 @@ def _with_or_without_smooth_quant(nncf, model, calibration, arguments, infer, ca
 
     from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
 
+    from vit_edge.validate import row_cosines
+
     advanced = arguments.pop("advanced")
     without_sq = copy.deepcopy(advanced)
     without_sq.smooth_quant_alphas = AdvancedSmoothQuantParameters(convolution=-1, matmul=-1)
@@ -298,8 +300,7 @@ def _with_or_without_smooth_quant(nncf, model, calibration, arguments, infer, ca
         source = model.clone() if hasattr(model, "clone") else copy.deepcopy(model)
         candidates[name] = nncf.quantize(source, calibration, advanced_parameters=params, **arguments)
         out = infer(candidates[name], check)
-        cosines[name] = float(np.mean(np.sum(out * reference, 1) / np.maximum(
-            np.linalg.norm(out, axis=1) * np.linalg.norm(reference, axis=1), 1e-12)))
+        cosines[name] = float(row_cosines(out, reference).mean())
     pick = "on" if cosines["on"] >= cosines["off"] else "off"
     info["smooth_quant"] = {"chosen": pick, "mean_cosine_to_fp32": cosines, "images": len(check)}
     if pick == "off":
