@@ -344,7 +344,7 @@ def photo_parity(work: Path, ov_int8: Path, onnx_int8: Path) -> dict:
     from vit_edge import runtimes
     from vit_edge.validate import row_cosines
 
-    reference = runtimes.load(MODEL)
+    reference = runtimes.reference(MODEL)
     core = ov.Core()
     plain = core.compile_model(str(ov_int8 / "model.xml"), "CPU")
     hand = core.compile_model(str(work / "hand" / "model.xml"), "CPU")

@@ -14,7 +14,8 @@ import json
 import onnx
 
 from vit_edge import runtimes
-from vit_edge.convert import qdq, trt_checks
+from vit_edge.convert.stages import qdq
+from vit_edge.convert.tensorrt import checks as trt_checks
 from vit_edge.data import load_images
 from vit_edge.preprocess import PreprocessConfig
 from vit_edge.runtimes.onnx import ONNXRuntime
@@ -32,7 +33,7 @@ def main():
     args = ap.parse_args()
     cfg = PreprocessConfig.from_dict(json.load(open(args.preprocess_from))["preprocess"])
     loaded = load_model(args.reference, checkpoint=args.checkpoint)
-    reference = runtimes.load(loaded, preprocess=cfg)
+    reference = runtimes.reference(loaded, preprocess=cfg)
     images = load_images(args.data, loaded.labels)
     print("| model | TensorRT rule problems | Q/DQ nodes | INT8 weight GEMMs | INT8 attention MatMuls | "
           "top-1 ref -> cand | agreement | mean cosine |")

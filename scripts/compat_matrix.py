@@ -89,7 +89,7 @@ class CaseRunner:
         return self._loaded
 
     def sizes(self) -> list:
-        from vit_edge.convert.onnx import other_sizes
+        from vit_edge.convert.stages.export import other_sizes
 
         base = self.loaded.preprocess
         return [base.input_size] + (other_sizes(base, self.loaded.module) if self.case.dynamic_size else [])
@@ -141,7 +141,7 @@ class CaseRunner:
         for size in self.sizes():
             pre = self.loaded.preprocess.replace(input_size=tuple(size))
             candidate = runtimes.load(out, preprocess=pre, threads=self.args.threads)
-            reference = Recording(runtimes.load(self.loaded, preprocess=pre, threads=self.args.threads))
+            reference = Recording(runtimes.reference(self.loaded, preprocess=pre, threads=self.args.threads))
             report = compare(candidate, reference, load_images(self.val_dir), batch_size=8, progress=False)
             info = candidate.info()
             entry = {"size": list(size), "images": report.samples, "max_rel_error": report.max_rel_error,

@@ -73,7 +73,7 @@ def test_onnx_fp32_is_reproducible(tmp_path):
 INT8 = ("--precision", "int8", "--calib", "digits:train", "--calib-size", "32", "--validate-limit", "32")
 
 
-@_needs("vit_edge.convert.quantize")
+@_needs("vit_edge.convert.stages.quantize")
 def test_onnx_int8_is_reproducible(tmp_path):
     a, b = _convert_twice(tmp_path, *INT8)
     assert "model.onnx" in a

@@ -53,7 +53,7 @@ def _parity(out: Path, loaded, photos: Path, size=None):
 
     pre = loaded.preprocess if size is None else loaded.preprocess.replace(input_size=tuple(size))
     candidate = runtimes.load(out, preprocess=pre)
-    reference = runtimes.load(loaded, preprocess=pre)
+    reference = runtimes.reference(loaded, preprocess=pre)
     report = compare(candidate, reference, load_images(photos), batch_size=PHOTOS, progress=False)
     return report, reference.predict(sorted(photos.iterdir()))
 
@@ -63,7 +63,7 @@ def test_family_fp32_onnx_parity(case, photos, hf_root, tmp_path):
     """The exported ONNX matches torch on real photos: relative max error <= 1e-4 and every top-1 the same
     (features: cosine >= 0.9999), at every size the artifact must run at."""
     from vit_edge.convert import convert
-    from vit_edge.convert.onnx import other_sizes
+    from vit_edge.convert.stages.export import other_sizes
 
     loaded = _load(case, hf_root)
     result = convert(loaded, target="onnx", out=tmp_path / "onnx", dynamic_size=case.dynamic_size,

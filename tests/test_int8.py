@@ -201,7 +201,7 @@ def test_smooth_quant_is_kept_only_where_it_brings_int8_closer_to_fp32(samples, 
     assert q["smooth_quant"]["chosen"] == "off" and q["smooth_quant_alpha"] == -1.0, q
     assert cosine["off"] > cosine["on"] + 0.02 and q["smooth_quant"]["images"] == 16, q
     assert "note: SmoothQuant left off" in result.err
-    report = compare(runtimes.load(out), runtimes.load("timm:levit_128"), load_images(str(samples)), limit=32,
+    report = compare(runtimes.load(out), runtimes.reference("timm:levit_128"), load_images(str(samples)), limit=32,
                      progress=False)
     assert report.mean_cosine >= 0.98, report.summary()
 

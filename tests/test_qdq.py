@@ -8,7 +8,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from vit_edge.convert import qdq, trt_checks
+from vit_edge.convert.stages import qdq
+from vit_edge.convert.tensorrt import checks as trt_checks
 
 RNG = np.random.default_rng(0)
 ACT_SCALE = np.float32(0.02)

@@ -51,7 +51,7 @@ def test_topk_names_labels_and_matches_the_truth(demo_onnx, digit_images):
 def test_torch_reference_runtime_matches_onnx(demo_onnx, digit_images):
     images, _ = digit_images
     onnx_logits = runtimes.load(demo_onnx).predict(images)
-    torch_logits = runtimes.load("demo").predict(images)
+    torch_logits = runtimes.reference("demo").predict(images)
     assert float(np.abs(onnx_logits - torch_logits).max()) <= 1e-4
 
 

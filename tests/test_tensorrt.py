@@ -17,8 +17,8 @@ import pytest
 from conftest import MODELS, assert_one_line_error, run_cli
 from onnx import TensorProto
 
-from vit_edge.convert import trt_checks
-from vit_edge.convert.tensorrt_engine import unavailable_reason
+from vit_edge.convert.tensorrt import checks as trt_checks
+from vit_edge.convert.tensorrt.engine import unavailable_reason
 from vit_edge.errors import ArtifactError
 
 NO_TENSORRT = unavailable_reason()

@@ -115,13 +115,13 @@ def _peak_rss_mb() -> float:
 def _worker(conn, artifact, options: dict) -> None:
     """Load one artifact, then answer ("run", batch, seconds) with per-call latencies until ("stop",).
 
-    ``artifact`` is a path or MODEL spec for ``runtimes.load``, or a picklable callable that returns an
+    ``artifact`` is a path or MODEL spec for ``runtimes.load_any``, or a picklable callable that returns an
     object with ``run(batch)``, ``info()`` and ``preprocess`` (benchmarks use this for hand-made baselines)."""
     try:
         from vit_edge import runtimes
 
         started = time.perf_counter()
-        runtime = artifact(**options) if callable(artifact) else runtimes.load(artifact, **options)
+        runtime = artifact(**options) if callable(artifact) else runtimes.load_any(artifact, **options)
         info = {**runtime.info(), "load_seconds": time.perf_counter() - started}
         conn.send(("ready", info))
         inputs = {}
@@ -150,8 +150,9 @@ def _worker(conn, artifact, options: dict) -> None:
     except VitEdgeError as exc:
         conn.send(("error", type(exc).__name__, exc.one_line(), exc.exit_code))
     except Exception as exc:  # a backend failure: report it as one line rather than a dead pipe
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
-        conn.send(("error", type(exc).__name__, f"{artifact}: {type(exc).__name__}: {first}", 2))
+        from vit_edge.errors import first_line
+
+        conn.send(("error", type(exc).__name__, f"{artifact}: {type(exc).__name__}: {first_line(exc)}", 2))
     finally:
         conn.close()
 

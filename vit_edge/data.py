@@ -196,3 +196,12 @@ def write_image_folder(image_set: ImageSet, out: Path) -> int:
         im = open_image(item) if isinstance(item, (str, Path)) else item
         im.save(sub / f"{i:05d}.png")
     return len(image_set.items)
+
+
+def write_data(spec, out, *, force: bool = False) -> int:
+    """``vit-edge data SPEC --out DIR``: write a data spec as an image folder, all or nothing."""
+    from vit_edge.artifact import atomic_output_dir
+
+    images = load_images(spec)
+    with atomic_output_dir(out, force=force) as tmp:
+        return write_image_folder(images, Path(tmp))

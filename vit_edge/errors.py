@@ -78,3 +78,12 @@ def require(module: str, extra: str):
         raise BackendUnavailable(
             f"{module} is not installed ({exc})", hint=f"install it with: pip install 'vit-edge[{extra}]'"
         ) from None
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of ``str(exc)`` (libraries raise multi-line texts), truncated to ``limit``;
+    the exception's type name when its message is empty, so a one-line error never comes out blank."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__

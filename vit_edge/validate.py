@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from vit_edge import metrics
 from vit_edge.errors import DataError, VitEdgeError
+from vit_edge.metrics import Thresholds
 
 log = logging.getLogger("vit_edge")
 
-DEFAULT_THRESHOLDS = {"max_top1_drop": 0.5, "min_agreement": 0.98, "min_cosine": 0.99}
+DEFAULT_THRESHOLDS = Thresholds()
 
 
 @dataclass
@@ -26,7 +28,7 @@ class ParityReport:
     mean_cosine: float
     min_cosine: float
     max_abs_error: float
-    thresholds: dict
+    thresholds: Thresholds
     max_rel_error: float = float("nan")  # max abs error / max(1, max |reference output|)
     task: str = "classify"
     data: str = ""
@@ -45,7 +47,7 @@ class ParityReport:
                 "mean_cosine": self.mean_cosine, "min_cosine": self.min_cosine,
                 "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
                 "reference": self.reference, "candidate": self.candidate,
-                "thresholds": self.thresholds, "failures": self.failures, "task": self.task, "data": self.data,
+                "thresholds": self.thresholds.to_dict(), "failures": self.failures, "task": self.task, "data": self.data,
                 "skipped_files": self.skipped}
 
     def to_markdown(self) -> str:
@@ -59,7 +61,7 @@ class ParityReport:
                  f"| backend / precision | {_precision(ref)} | {_precision(cand)} |",
                  f"| top-1 | {pct(ref.get('top1'))} | {pct(cand.get('top1'))} |", "",
                  "| metric | value | threshold |", "|---|---|---|"]
-        th = self.thresholds
+        th = self.thresholds.to_dict()
         if self.task == "classify":
             lines.append(f"| top-1 agreement | {pct(self.top1_agreement)} | >= {pct(th['min_agreement'])} |")
             if ref.get("top1") is not None:
@@ -72,6 +74,20 @@ class ParityReport:
             lines += ["", "Failures:"] + [f"- {f}" for f in self.failures]
         return "\n".join(lines) + "\n"
 
+    def to_text(self) -> str:
+        """The terminal rendering: both sides in columns, the metrics, PASSED or FAILED."""
+        pct = lambda v: "   -   " if v is None else f"{100 * v:6.2f}%"  # noqa: E731
+        ref, cand = self.reference, self.candidate
+        lines = [f"{'':18}{'reference':>24}  {'candidate':>24}",
+                 f"{'model':18}{ref['name'][-24:]:>24}  {cand['name'][-24:]:>24}",
+                 f"{'backend':18}{ref['target'] + '/' + ref['precision']:>24}  {_backend(cand):>24}",
+                 f"{'top-1':18}{pct(ref['top1']):>24}  {pct(cand['top1']):>24}",
+                 f"samples {self.samples}  agreement {100 * self.top1_agreement:.2f}%  "
+                 f"mean cosine {self.mean_cosine:.6f}  max abs error {self.max_abs_error:.3g}"
+                 + (f"  skipped files {self.skipped}" if self.skipped else ""),
+                 "PASSED" if self.passed else "FAILED: " + "; ".join(self.failures)]
+        return "\n".join(lines)
+
     def to_junit(self) -> str:
         from xml.sax.saxutils import escape, quoteattr
 
@@ -82,6 +98,12 @@ class ParityReport:
         return ('<?xml version="1.0" encoding="utf-8"?>\n'
                 f'<testsuite name="vit-edge validate" tests="1" failures="{int(not self.passed)}">'
                 f'<testcase classname="vit_edge.validate" name={name}>{body}</testcase></testsuite>\n')
+
+
+def _backend(side: dict) -> str:
+    """target/precision, plus the precision the backend really ran when it reports one (OpenVINO)."""
+    ran = side.get("inference_precision")
+    return f"{side['target']}/{side['precision']}" + (f" ({ran})" if ran else "")
 
 
 def _precision(side: dict) -> str:
@@ -96,18 +118,12 @@ def _side(runtime, top1) -> dict:
             **({"inference_precision": info["inference_precision"]} if "inference_precision" in info else {})}
 
 
-def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each row of ``a`` with the same row of ``b`` (outputs of one image each)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-
-
 def compare(candidate, reference, images, *, limit: int | None = None, batch_size: int = 32,
-            thresholds: dict | None = None, progress: bool = True) -> ParityReport:
+            thresholds: Thresholds | dict | None = None, progress: bool = True) -> ParityReport:
     """Run both runtimes on ``images`` (an ImageSet) with the candidate's preprocessing and compare."""
     from vit_edge.progress import progress_bar
 
-    th = {**DEFAULT_THRESHOLDS, **{k: v for k, v in (thresholds or {}).items() if v is not None}}
+    th = thresholds if isinstance(thresholds, Thresholds) else Thresholds.from_options(thresholds)
     total = len(images) if limit is None else min(limit, len(images))
     ref_out, cand_out, labels = [], [], []
     with progress_bar(desc="validate", total=total, enabled=progress) as bar:
@@ -124,8 +140,8 @@ def compare(candidate, reference, images, *, limit: int | None = None, batch_siz
     if cand.shape != ref.shape:
         raise VitEdgeError("candidate and reference outputs differ in shape",
                            expected=f"reference {ref.shape}", got=f"candidate {cand.shape}")
-    cos = row_cosines(cand, ref)
-    agreement = float((cand.argmax(1) == ref.argmax(1)).mean())
+    cos = metrics.row_cosines(cand, ref)
+    agreement = metrics.agreement(cand, ref)
     ref_top1 = cand_top1 = None
     if labels:
         y = np.concatenate(labels)
@@ -133,48 +149,33 @@ def compare(candidate, reference, images, *, limit: int | None = None, batch_siz
     task = candidate.task
     report = ParityReport(reference=_side(reference, ref_top1), candidate=_side(candidate, cand_top1),
                           samples=len(cand), top1_agreement=agreement, mean_cosine=float(cos.mean()),
-                          min_cosine=float(cos.min()), max_abs_error=float(np.abs(cand - ref).max()),
-                          max_rel_error=float(np.abs(cand - ref).max() / max(1.0, np.abs(ref).max())),
+                          min_cosine=float(cos.min()), max_abs_error=metrics.max_abs_error(cand, ref),
+                          max_rel_error=metrics.max_rel_error(cand, ref),
                           thresholds=th, task=task, data=images.source, skipped=len(images.skipped))
     if not np.isfinite(cand).all():
         report.failures.append("the candidate produced NaN or Inf")
     if task == "features":
-        if report.mean_cosine < th["min_cosine"]:
-            report.failures.append(f"mean cosine {report.mean_cosine:.5f} < {th['min_cosine']}")
+        if report.mean_cosine < th.min_cosine:
+            report.failures.append(f"mean cosine {report.mean_cosine:.5f} < {th.min_cosine}")
     else:
-        if agreement < th["min_agreement"]:
-            report.failures.append(f"top-1 agreement {100 * agreement:.2f}% < {100 * th['min_agreement']:.2f}%")
-        if ref_top1 is not None and 100 * (ref_top1 - cand_top1) > th["max_top1_drop"]:
+        if agreement < th.min_agreement:
+            report.failures.append(f"top-1 agreement {100 * agreement:.2f}% < {100 * th.min_agreement:.2f}%")
+        if ref_top1 is not None and 100 * (ref_top1 - cand_top1) > th.max_top1_drop:
             report.failures.append(f"top-1 dropped {100 * (ref_top1 - cand_top1):.2f} pts "
-                                   f"({100 * ref_top1:.2f}% -> {100 * cand_top1:.2f}%) > {th['max_top1_drop']} pts")
+                                   f"({100 * ref_top1:.2f}% -> {100 * cand_top1:.2f}%) > {th.max_top1_drop} pts")
     return report
 
 
-def reference_for(candidate_path: Path, manifest: dict, reference=None, **options):
-    """The reference runtime: what the user named, else the torch source recorded in the manifest."""
+def reference_for(candidate_path: Path, manifest, reference=None, **options):
+    """The reference runtime: what the user named (an artifact or a MODEL spec), else the source recorded
+    in the candidate's manifest."""
     from vit_edge import runtimes
 
     if reference is not None:
-        return runtimes.load(reference, **options)
-    source = manifest.get("source") or {}
-    spec = source.get("spec")
-    if source.get("kind") == "onnx":
-        onnx_file = source.get("onnx_file")
-        if onnx_file and Path(onnx_file).exists():
-            return runtimes.load(onnx_file, **options)
-        raise VitEdgeError("the candidate was converted from an ONNX file that is gone",
-                           hint="pass --reference")
-    if spec is None:
-        raise VitEdgeError(f"{candidate_path}: no reference recorded in its manifest", hint="pass --reference")
-    from vit_edge.sources import build_options, load_model
-
-    checkpoint = source.get("checkpoint") if source.get("kind") not in ("demo",) else None
-    if checkpoint and not Path(checkpoint).exists():
-        raise VitEdgeError(f"the reference checkpoint {checkpoint} recorded in the manifest is gone",
-                           hint="pass --reference MODEL with --checkpoint available")
-    loaded = load_model(spec, checkpoint=checkpoint, task=manifest.get("task", "classify"),
-                        seed=manifest.get("seed", 0), **build_options(source))
-    return runtimes.load(loaded, **options)
+        return runtimes.load_any(reference, **options)
+    if manifest is None:
+        raise VitEdgeError(f"{candidate_path}: no reference recorded (no manifest)", hint="pass --reference")
+    return runtimes.reference_from_manifest(manifest, **options)
 
 
 def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds=None, write_to=None,
@@ -185,8 +186,12 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
 
     cand_rt = runtimes.load(candidate, **(candidate_options or {}))
     ref_rt = reference_for(Path(candidate), cand_rt.manifest, reference, preprocess=cand_rt.preprocess)
-    images = load_images(data, cand_rt.labels)
-    report = compare(cand_rt, ref_rt, images, limit=limit, thresholds=thresholds, progress=progress)
+    try:
+        images = load_images(data, cand_rt.labels)
+        report = compare(cand_rt, ref_rt, images, limit=limit, thresholds=thresholds, progress=progress)
+    finally:
+        cand_rt.close()
+        ref_rt.close()
     if write_to is not None:
         write_reports(report, json_path=Path(write_to) / "report.json", markdown_path=Path(write_to) / "report.md")
     return report

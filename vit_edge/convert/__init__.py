@@ -1,57 +1,42 @@
-"""``convert``: MODEL -> artifact directory, one module per target (onnx, openvino, tensorrt).
+"""``convert``: MODEL -> artifact directory. Load the model, run the target (which runs the shared stages
+in ``convert/stages``), assemble the manifest from the records they return, validate, publish atomically.
 
-Every target module exposes ``build(job)``: it writes its artifact into ``job.workdir`` (a temporary
-sibling of ``--out``) and adds its fields to ``job.manifest``. A new target is one module here, one in
-``vit_edge.runtimes``, and one line in ``TARGETS``.
+Targets are registered in :mod:`vit_edge.targets` and implement :class:`vit_edge.convert.target.Target`;
+a new target is one module here, one in ``vit_edge.runtimes``, and one ``targets.register`` call.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vit_edge.errors import VitEdgeError
+from vit_edge.convert.job import ConvertJob, split_options
+from vit_edge.convert.target import PRECISIONS, Built, Target, get
+from vit_edge.errors import OutputError, VitEdgeError
 
 log = logging.getLogger("vit_edge")
 
-TARGETS = {"onnx": "vit_edge.convert.onnx", "openvino": "vit_edge.convert.openvino",
-           "tensorrt": "vit_edge.convert.tensorrt"}
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
-@dataclass
-class ConvertJob:
-    """Everything one conversion needs and produces; target modules read options from here."""
-
-    loaded: object  # sources.LoadedModel
-    target: str
-    precision: str
-    workdir: Path
-    options: dict = field(default_factory=dict)
-    manifest: dict = field(default_factory=dict)
-    messages: list = field(default_factory=list)  # what the CLI should tell the user at the end
-    calibration: object = None  # calibration.CalibrationData, loaded once by the first quantizer
-
-    def option(self, name, default=None):
-        value = self.options.get(name)
-        return default if value is None else value
+__all__ = ["convert", "ConvertJob", "ConvertResult", "Target", "Built", "get", "default_out", "PRECISIONS"]
 
 
 @dataclass
 class ConvertResult:
     out: Path
-    manifest: dict
+    manifest: object  # artifact.Manifest
     report: object | None = None  # validate.ParityReport when convert validated
     messages: list = field(default_factory=list)
 
 
-def target_module(target: str):
-    if target not in TARGETS:
-        raise VitEdgeError(f"unknown target {target!r}", hint=f"use one of {', '.join(TARGETS)}")
-    return importlib.import_module(TARGETS[target])
+def default_out(model, target: str, precision: str) -> Path:
+    """``out/<model>-<target>-<precision>``: where ``vit-edge convert`` writes without ``--out``."""
+    from vit_edge.sources import parse_spec
+
+    _kind, value = parse_spec(model)
+    stem = os.path.basename(value.rstrip("/")).replace(":", "_").replace(".py", "").replace(".onnx", "")
+    return Path("out") / f"{stem}-{target}-{precision}"
 
 
 def convert(model=None, *, target: str = "onnx", precision: str = "fp32", out, force: bool = False,
@@ -60,54 +45,76 @@ def convert(model=None, *, target: str = "onnx", precision: str = "fp32", out, f
             **options) -> ConvertResult:
     """Convert MODEL (a spec string or a ``LoadedModel``) into an artifact directory ``out``.
 
-    ``options`` are target-specific (calib, calib_size, validate, tolerance, opset, batch, dynamic_size, ...).
-    ``model_kwargs`` go to ``timm.create_model`` (e.g. a smaller depth).
-    Raises :class:`VitEdgeError` subclasses for every user-fixable problem; nothing is left at ``out``
-    unless the whole conversion succeeded.
+    ``options`` are sorted into groups by :func:`vit_edge.convert.job.split_options`: export (opset,
+    tolerance, dynamic_size, ...), INT8 (calib, calib_size, preset, ...), validation (validate,
+    validate_limit, thresholds, reference) and the target's own. ``model_kwargs`` go to
+    ``timm.create_model`` (e.g. a smaller depth). Raises :class:`VitEdgeError` subclasses for every
+    user-fixable problem; nothing is left at ``out`` unless the whole conversion succeeded.
     """
-    from vit_edge.artifact import atomic_output_dir, file_entries, write_json
+    from vit_edge.artifact import atomic_output_dir
     from vit_edge.sources import LoadedModel, load_model
 
-    if precision not in PRECISIONS:
-        raise VitEdgeError(f"unknown precision {precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
-    module = target_module(target)
+    builder = get(target)
+    if precision not in PRECISIONS or precision not in builder.precisions:
+        raise VitEdgeError(f"unknown precision {precision!r} for target {target}",
+                           hint=f"use one of {', '.join(builder.precisions)}")
+    groups = split_options(options, builder.Options)
     out = Path(out)
     if out.exists() and not force:
-        from vit_edge.errors import OutputError
-
         raise OutputError(f"{out} already exists", hint="pass --force to replace it, or choose another --out")
-    if hasattr(module, "check_options"):
-        module.check_options(precision, options)  # fail fast on bad flags before the slow part
+    builder.check(precision, groups)  # fail fast on bad flags before the slow part
     loaded = model if isinstance(model, LoadedModel) else load_model(
         model, checkpoint=checkpoint, task=task, labels_file=labels_file, trust_checkpoint=trust_checkpoint,
-        seed=seed, dynamic_size=bool(options.get("dynamic_size")), model_kwargs=model_kwargs, **(preprocess or {}))
-    options["seed"] = seed
+        seed=seed, dynamic_size=groups.export.dynamic_size, model_kwargs=model_kwargs, **(preprocess or {}))
     started = time.time()
     with atomic_output_dir(out, force=force) as workdir:
-        job = ConvertJob(loaded, target, precision, Path(workdir), options, messages=list(loaded.warnings))
-        job.manifest.update(base_manifest(loaded, target, precision, seed))
-        module.build(job)
+        job = ConvertJob(loaded, target, precision, Path(workdir), seed=seed, export=groups.export, int8=groups.int8,
+                         validation=groups.validation, target_options=groups.target,
+                         manifest=base_manifest(loaded, target, precision, seed), messages=list(loaded.warnings))
+        built = builder.build(job)
+        _assemble(job.manifest, builder, built)
         report = None
         data = validation_data(job)
         if data is not None:
             from vit_edge.validate import validate_artifact
 
-            job.manifest["files"] = file_entries(job.workdir)  # the runtime reads the manifest to load
-            write_json(job.workdir / "manifest.json", job.manifest)
-            report = validate_artifact(job.workdir, reference=options.get("reference"), data=data,
-                                       limit=options.get("validate_limit"),
-                                       thresholds=options.get("thresholds") or {}, write_to=job.workdir,
-                                       candidate_options=candidate_options(job))
-            job.manifest["validation"] = report.summary()
-        job.manifest["files"] = file_entries(job.workdir)
-        job.manifest["convert_seconds"] = round(time.time() - started, 1)
-        write_json(job.workdir / "manifest.json", job.manifest)
+            _record_files(job)  # the runtime reads the manifest to load
+            report = validate_artifact(job.workdir, reference=job.validation.reference, data=data,
+                                       limit=job.validation.limit, thresholds=job.validation.thresholds,
+                                       write_to=job.workdir, candidate_options=candidate_options(job))
+            from vit_edge.artifact import ValidationRecord
+
+            job.manifest.validation = ValidationRecord.from_dict(report.summary())
+        _record_files(job)
+        job.manifest.convert_seconds = round(time.time() - started, 1)
+        job.manifest.write(job.workdir)
     return ConvertResult(out, job.manifest, report, job.messages)
+
+
+def _assemble(manifest, builder: Target, built: Built) -> None:
+    """Put what the target built into the manifest: its file(s) and its record under the target's name."""
+    manifest.artifact = built.artifact
+    if built.artifacts:
+        manifest.artifacts = dict(built.artifacts)
+    if built.record is not None:
+        if builder.name in type(manifest).__dataclass_fields__:
+            setattr(manifest, builder.name, built.record)
+        else:  # a target this version does not know by name (a plug-in): kept under its name all the same
+            manifest.extra[builder.name] = built.record.to_dict() if hasattr(built.record, "to_dict") \
+                else built.record
+
+
+def _record_files(job) -> None:
+    from vit_edge.artifact import FileEntry, file_entries
+
+    job.manifest.files = {name: FileEntry.from_dict(entry) for name, entry in file_entries(job.workdir).items()}
+    job.manifest.write(job.workdir)
 
 
 def candidate_options(job) -> dict:
     """How convert's own validation loads the artifact it just wrote."""
-    options = {"device": job.option("device")} if job.option("device") else {}
+    device = getattr(job.target_options, "device", None)
+    options = {"device": device} if device else {}
     if job.target == "tensorrt":
         options["warn_no_engine"] = False  # the convert notes already say why there is no engine
     return options
@@ -115,8 +122,8 @@ def candidate_options(job) -> dict:
 
 def validation_data(job):
     """What convert validates on: --validate, else the labelled calibration images it did not use."""
-    if job.option("validate"):
-        return job.option("validate")
+    if job.validation.data:
+        return job.validation.data
     holdout = getattr(job.calibration, "holdout", None)
     if holdout is not None:
         job.messages.append(f"validated on {len(holdout)} labelled images of {job.calibration.source} that "
@@ -124,18 +131,13 @@ def validation_data(job):
     return holdout
 
 
-def base_manifest(loaded, target: str, precision: str, seed: int) -> dict:
+def base_manifest(loaded, target: str, precision: str, seed: int):
     """The fields every manifest has; ``created`` is the only one that differs between identical runs."""
     import datetime
 
-    return {
-        "format": 1,
-        "target": target,
-        "precision": precision,
-        "task": loaded.task,
-        "source": dict(loaded.source),
-        "seed": seed,
-        "preprocess": loaded.preprocess.to_dict(),
-        "labels": loaded.labels,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    from vit_edge.artifact import FORMAT_VERSION, Manifest, SourceRecord
+
+    return Manifest(format=FORMAT_VERSION, target=target, precision=precision, task=loaded.task,
+                    source=SourceRecord.from_dict(dict(loaded.source)), seed=seed, preprocess=loaded.preprocess,
+                    labels=loaded.labels,
+                    created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

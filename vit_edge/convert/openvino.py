@@ -9,58 +9,67 @@ best-maintained one, and accuracy control then validates the very model that shi
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-import numpy as np
+import click
 
-from vit_edge.errors import ExportError, ParityError, require
+from vit_edge.artifact.manifest import OpenVINORecord
+from vit_edge.convert.target import Built, Target
+from vit_edge.errors import ExportError, OutputError, ParityError, first_line, require
 
 log = logging.getLogger("vit_edge")
 
 ARTIFACT = "model.xml"
-FP32_TOLERANCE = 1e-4  # max abs logit error vs torch, relative to max(1, max |logit|), at f32 inference
 
 
-def check_options(precision: str, options: dict) -> None:
-    from vit_edge.convert.quantize import check_int8_options
+@dataclass(frozen=True)
+class OpenVINOOptions:
+    device: str | None = None  # where convert's own checks run (CPU by default)
 
-    check_int8_options(precision, options)
+
+class OpenVINOTarget(Target):
+    name = "openvino"
+    summary = "OpenVINO IR for Intel CPUs, GPUs and NPUs (NNCF INT8)"
+    Options = OpenVINOOptions
+    cli_options = (click.option("--device", default=None,
+                                help="OpenVINO device for convert's checks and validation (CPU, GPU, NPU, AUTO)."),)
+
+    def build(self, job) -> Built:
+        from vit_edge.convert.stages.export import export_fp32
+
+        ov = require("openvino", "openvino")
+        onnx_path = job.workdir / ".fp32.onnx"  # hidden: a build input, not part of the artifact
+        export_fp32(job, onnx_path)
+        try:
+            model = ov.convert_model(str(onnx_path))
+        except Exception as exc:  # the converter raises its own OpConversionFailure/GeneralFailure types
+            raise ExportError(f"OpenVINO cannot convert the ONNX: {first_line(exc)}") from None
+        if job.precision == "int8":
+            from vit_edge.convert.stages.quantize import quantize_openvino
+
+            model = quantize_openvino(job, model)
+        stable_names(model)
+        xml = job.workdir / ARTIFACT
+        # fp16 stores FP16 weights (half the size; the CPU plugin decompresses them); fp32/int8 keep FP32
+        # constants, so the FP32 IR is bit-for-bit the exported model.
+        try:
+            ov.save_model(model, str(xml), compress_to_fp16=job.precision == "fp16")
+        except Exception as exc:  # OpenVINO reports a failed write as RuntimeError("basic_ios::clear: iostream error")
+            raise OutputError(f"cannot write the OpenVINO IR into {job.workdir.parent} ({first_line(exc, 120)})",
+                              hint="check free disk space, file-size limits and permissions") from None
+        onnx_path.unlink()
+        from vit_edge.artifact import library_versions
+
+        job.manifest.artifact = ARTIFACT
+        job.manifest.versions = library_versions("torch", "onnx", "onnxslim", "timm", "transformers", "nncf",
+                                                 "openvino")
+        record = OpenVINORecord(version=ov.__version__, weights="model.bin",
+                                compressed_to_fp16=job.precision == "fp16")
+        record.parity = check_parity(job, xml)
+        return Built(artifact=ARTIFACT, record=record)
 
 
-def build(job) -> None:
-    from vit_edge.convert.onnx import export_fp32
-
-    ov = require("openvino", "openvino")
-    onnx_path = job.workdir / ".fp32.onnx"  # hidden: a build input, not part of the artifact
-    export_fp32(job, onnx_path)
-    try:
-        model = ov.convert_model(str(onnx_path))
-    except Exception as exc:  # the converter raises its own OpConversionFailure/GeneralFailure types
-        raise ExportError(f"OpenVINO cannot convert the ONNX: {str(exc).splitlines()[0][:200]}") from None
-    if job.precision == "int8":
-        from vit_edge.convert.quantize import quantize_openvino
-
-        model = quantize_openvino(job, model)
-    stable_names(model)
-    xml = job.workdir / ARTIFACT
-    # fp16 stores FP16 weights (half the size; the CPU plugin decompresses them); fp32/int8 keep FP32
-    # constants, so the FP32 IR is bit-for-bit the exported model.
-    try:
-        ov.save_model(model, str(xml), compress_to_fp16=job.precision == "fp16")
-    except Exception as exc:  # OpenVINO reports a failed write as RuntimeError("basic_ios::clear: iostream error")
-        from vit_edge.errors import OutputError
-
-        raise OutputError(f"cannot write the OpenVINO IR into {job.workdir.parent} "
-                          f"({str(exc).splitlines()[0][:120]})",
-                          hint="check free disk space, file-size limits and permissions") from None
-    onnx_path.unlink()
-    from vit_edge.artifact import library_versions
-
-    job.manifest["artifact"] = ARTIFACT
-    job.manifest["versions"] = library_versions("torch", "onnx", "onnxslim", "timm", "transformers", "nncf",
-                                                "openvino")
-    job.manifest["openvino"] = {"version": ov.__version__, "weights": "model.bin",
-                                "compressed_to_fp16": job.precision == "fp16"}
-    job.manifest["openvino"]["parity"] = check_parity(job, xml)
+TARGET = OpenVINOTarget()
 
 
 def stable_names(model) -> None:
@@ -87,30 +96,27 @@ def check_parity(job, xml) -> dict:
 
     An FP32 IR must match torch within the export tolerance at f32 (the proof that f32 ran); fp16 and
     int8 are judged by validation (``--validate``), so here they only record their error."""
-    from vit_edge.convert.onnx import parity_images
+    from vit_edge.convert.stages.parity import compare_to_torch, parity_images, torch_outputs
     from vit_edge.runtimes.openvino import OpenVINORuntime
 
     batch, source = parity_images(job)
-    runtime = OpenVINORuntime(xml, preprocess=job.loaded.preprocess, precision=job.precision,
-                              device=job.option("device", "CPU"))
-    candidate = runtime.run(batch)
-    result = {"images": len(batch), "data": source, **runtime.info()}
-    result = {k: result[k] for k in ("images", "data", "device", "inference_precision")}
+    with OpenVINORuntime(xml, preprocess=job.loaded.preprocess, precision=job.precision,
+                         device=job.target_options.device or "CPU") as runtime:
+        candidate = runtime.run(batch)
+        info = runtime.info()
+    result = {"images": len(batch), "data": source, "device": info["device"],
+              "inference_precision": info["inference_precision"]}
     if job.loaded.module is None:
         return result
-    import torch
-
-    with torch.no_grad():
-        reference = job.loaded.module(torch.from_numpy(batch)).float().numpy()
-    err = float(np.abs(candidate - reference).max())
-    result["max_abs_error_vs_torch"] = err
-    result["top1_agreement_vs_torch"] = float((candidate.argmax(1) == reference.argmax(1)).mean())
+    comparison = compare_to_torch(job, candidate, torch_outputs(job, batch), source)
+    result["max_abs_error_vs_torch"] = comparison.max_abs_error
+    result["top1_agreement_vs_torch"] = comparison.top1_agreement
     if job.precision == "fp32":
-        tolerance = float(job.option("tolerance", FP32_TOLERANCE)) * max(1.0, float(np.abs(reference).max()))
-        result["tolerance"] = tolerance
-        if not err <= tolerance:
-            raise ParityError(f"the FP32 OpenVINO IR disagrees with torch: max abs error {err:.3g} > "
-                              f"{tolerance:.3g} at {result['inference_precision']} on {len(batch)} images ({source})")
-    log.info("OpenVINO %s parity vs torch: max abs error %.2e at %s", job.precision, err,
+        result["tolerance"] = comparison.tolerance
+        if not comparison.within_tolerance:
+            raise ParityError(f"the FP32 OpenVINO IR disagrees with torch: max abs error {comparison.max_abs_error:.3g} "
+                              f"> {comparison.tolerance:.3g} at {result['inference_precision']} on {len(batch)} "
+                              f"images ({source})")
+    log.info("OpenVINO %s parity vs torch: max abs error %.2e at %s", job.precision, comparison.max_abs_error,
              result["inference_precision"])
     return result

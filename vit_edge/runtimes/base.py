@@ -16,12 +16,12 @@ class Runtime:
     target = "?"
 
     def __init__(self, *, preprocess: PreprocessConfig, labels=None, task: str = "classify",
-                 manifest: dict | None = None, name: str = "", precision: str = "fp32",
+                 manifest=None, name: str = "", precision: str = "fp32",
                  max_batch: int | None = None, dynamic_size: bool = False):
         self.preprocess = preprocess
         self.labels = labels
         self.task = task
-        self.manifest = manifest or {}
+        self.manifest = manifest  # artifact.Manifest, or None (a torch reference, a bare file)
         self.name = name
         self.precision = precision
         self.max_batch = max_batch
@@ -58,6 +58,16 @@ class Runtime:
     def info(self) -> dict:
         return {"name": self.name, "target": self.target, "precision": self.precision, "task": self.task,
                 "input_size": list(self.preprocess.input_size)}
+
+    def close(self) -> None:
+        """Release what the backend holds (sessions, compiled models, device memory). Safe to call twice;
+        the runtime cannot run afterwards."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

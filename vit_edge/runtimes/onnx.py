@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vit_edge.errors import ArtifactError, require
+from vit_edge.errors import ArtifactError, first_line, require
 from vit_edge.runtimes.base import Runtime
 
 
@@ -28,7 +28,7 @@ class ONNXRuntime(Runtime):
             self.session = ort.InferenceSession(str(self.path), options,
                                                 providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NoSuchFile classes
-            raise ArtifactError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})",
+            raise ArtifactError(f"{self.path}: ONNX Runtime cannot load it ({first_line(exc, 160)})",
                                 hint="re-run vit-edge convert; the file may be corrupt") from None
         self.input_name = self.session.get_inputs()[0].name
         shape = self.session.get_inputs()[0].shape
@@ -39,8 +39,11 @@ class ONNXRuntime(Runtime):
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0].astype(np.float32, copy=False)
 
+    def close(self) -> None:
+        self.session = None  # ONNX Runtime frees the session's memory when its last reference goes
 
-def from_artifact(path: Path, manifest: dict, preprocess, **options) -> ONNXRuntime:
-    return ONNXRuntime(path, preprocess=preprocess, labels=manifest.get("labels"), task=manifest.get("task", "classify"),
-                       manifest=manifest, precision=manifest.get("precision", "fp32"),
+
+def from_artifact(path: Path, manifest, preprocess, **options) -> ONNXRuntime:
+    return ONNXRuntime(path, preprocess=preprocess, labels=manifest.labels, task=manifest.task or "classify",
+                       manifest=manifest, precision=manifest.precision or "fp32",
                        threads=options.get("threads"))

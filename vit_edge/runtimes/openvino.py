@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vit_edge.errors import ArtifactError, BackendUnavailable, require
+from vit_edge.errors import ArtifactError, BackendUnavailable, first_line, require
 from vit_edge.runtimes.base import Runtime
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
@@ -60,7 +60,7 @@ class OpenVINORuntime(Runtime):
         try:
             self._model = core.read_model(str(self.path))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line text
-            raise ArtifactError(f"{self.path}: OpenVINO cannot read it ({str(exc).splitlines()[0][:160]})",
+            raise ArtifactError(f"{self.path}: OpenVINO cannot read it ({first_line(exc, 160)})",
                                 hint="re-run vit-edge convert; model.xml and model.bin must sit together") from None
         self._input_shape = self._model.inputs[0].get_partial_shape()
         self._compiled: dict = {}  # input shape -> _Compiled; None -> the model as stored (dynamic)
@@ -99,7 +99,7 @@ class OpenVINORuntime(Runtime):
             entry = _Compiled(self._core.compile_model(self._model, self.device, self._config))
         except Exception as exc:
             raise BackendUnavailable(f"OpenVINO cannot compile {self.path.name} for {self.device}: "
-                                     f"{str(exc).splitlines()[0][:160]}",
+                                     f"{first_line(exc, 160)}",
                                      hint=f"available devices: {', '.join(self._core.available_devices)}") from None
         if static:
             self._static_shapes.append([int(d) for d in shape])
@@ -138,6 +138,12 @@ class OpenVINORuntime(Runtime):
                 with contextlib.suppress(Exception):  # a failed part already raised; just make it idle
                     request.wait()
                 entry.give_back(request)
+
+    def close(self) -> None:
+        """Drop the compiled models and their requests (OpenVINO frees them with their last reference)."""
+        with self._lock:
+            self._compiled.clear()
+            self.compiled = None
 
     def info(self) -> dict:
         return {**super().info(), "device": self.device, "inference_precision": self.inference_precision,
@@ -218,9 +224,9 @@ def _optimal_requests(compiled) -> int:
         return 1
 
 
-def from_artifact(path: Path, manifest: dict, preprocess, **options) -> OpenVINORuntime:
-    return OpenVINORuntime(path, preprocess=preprocess, labels=manifest.get("labels"),
-                           task=manifest.get("task", "classify"), manifest=manifest,
-                           precision=manifest.get("precision", "fp32"), device=options.get("device"),
+def from_artifact(path: Path, manifest, preprocess, **options) -> OpenVINORuntime:
+    return OpenVINORuntime(path, preprocess=preprocess, labels=manifest.labels,
+                           task=manifest.task or "classify", manifest=manifest,
+                           precision=manifest.precision or "fp32", device=options.get("device"),
                            hint=options.get("hint"), threads=options.get("threads"),
                            inference_precision=options.get("inference_precision"), cache_dir=options.get("cache_dir"))

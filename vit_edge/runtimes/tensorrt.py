@@ -108,12 +108,12 @@ def tensorrt_version() -> str:
 class TensorRTRuntime(Runtime):
     target = "tensorrt"
 
-    def __init__(self, path, *, preprocess, manifest: dict, device: int = 0, **kwargs):
+    def __init__(self, path, *, preprocess, manifest, device: int = 0, **kwargs):
         trt = require("tensorrt", "tensorrt")
         self.path = Path(path)
         self.rt = cudart()
         gpu = gpu_info(device)
-        recorded = (manifest.get("tensorrt") or {}).get("engine")
+        recorded = manifest.tensorrt.engine if manifest is not None and manifest.tensorrt is not None else None
         check_engine(recorded, trt.__version__, gpu, self.path.parent)
         if recorded and recorded.get("sha256"):
             from vit_edge.artifact import sha256_file
@@ -177,16 +177,22 @@ class TensorRTRuntime(Runtime):
     def info(self) -> dict:
         return {**super().info(), "device": self.gpu["name"]}
 
-    def __del__(self):
+    def close(self) -> None:
+        """Free the device buffers and the stream (idempotent; also run when garbage-collected)."""
         for ptr, _ in getattr(self, "_buffers", {}).values():
             self.rt.cudaFree(ptr)
+        self._buffers = {}
         if getattr(self, "stream", None) is not None:
             self.rt.cudaStreamDestroy(self.stream)
+            self.stream = None
+
+    def __del__(self):
+        self.close()
 
 
-def from_artifact(path: Path, manifest: dict, preprocess, **options) -> Runtime:
-    common = {"labels": manifest.get("labels"), "task": manifest.get("task", "classify"),
-              "precision": manifest.get("precision", "fp32")}
+def from_artifact(path: Path, manifest, preprocess, **options) -> Runtime:
+    common = {"labels": manifest.labels, "task": manifest.task or "classify",
+              "precision": manifest.precision or "fp32"}
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         from vit_edge.runtimes.onnx import ONNXRuntime

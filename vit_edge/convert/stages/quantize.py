@@ -19,22 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from vit_edge.errors import DataError, ExportError, VitEdgeError
+from vit_edge.artifact.manifest import QuantizationRecord
+from vit_edge.errors import DataError, ExportError, VitEdgeError, first_line
 
 log = logging.getLogger("vit_edge")
-
-# Options that only mean something for INT8; given with another precision they are a mistake.
-INT8_OPTIONS = {"calib": "--calib", "preset": "--preset", "smooth_quant_alpha": "--smooth-quant-alpha",
-                "no_bias_correction": "--no-bias-correction", "ignore": "--ignore",
-                "max_accuracy_drop": "--max-accuracy-drop"}
-
 
 # ---------------------------------------------------------------- option checks (before the slow part)
 
 
-def check_int8_options(precision: str, options: dict) -> None:
-    """Fail fast, before any export, on INT8 flags that cannot work."""
-    given = [flag for key, flag in INT8_OPTIONS.items() if options.get(key) not in (None, False, (), [])]
+def check_int8_options(precision: str, options) -> None:
+    """Fail fast, before any export, on INT8 flags that cannot work (``options``: a ``job.ConvertOptions``)."""
+    int8 = options.int8
+    given = int8.given_flags()
     if precision != "int8":
         if given:
             raise VitEdgeError(f"{', '.join(given)} only apply to --precision int8",
@@ -42,20 +38,20 @@ def check_int8_options(precision: str, options: dict) -> None:
         return
     from vit_edge.data import load_images
 
-    if not options.get("calib"):
+    if not int8.calib:
         raise DataError("INT8 needs calibration images: no --calib given",
                         hint="pass --calib with an image folder, a .npy/.npz of preprocessed images, or a "
                              "built-in spec like digits:train (vit-edge never calibrates on random data)")
-    calib = load_images(options["calib"])  # lists files only: missing/empty sources fail here, not after export
+    calib = load_images(int8.calib)  # lists files only: missing/empty sources fail here, not after export
     _require_one_decodable(calib)
-    drop = options.get("max_accuracy_drop")
+    drop = int8.max_accuracy_drop
     if drop is not None:
         if drop < 0:
             raise VitEdgeError(f"--max-accuracy-drop must be >= 0 points (got {drop})")
-        validate = options.get("validate")
+        validate = options.validation.data
         labelled = load_images(validate).labelled if validate else calib.labelled
         if not labelled:
-            where = f"--validate {validate}" if validate else f"--calib {options['calib']} (no --validate given)"
+            where = f"--validate {validate}" if validate else f"--calib {int8.calib} (no --validate given)"
             raise DataError(f"--max-accuracy-drop needs labelled validation data, but {where} has no labels",
                             hint="pass --validate with class subfolders, a .npz with labels, or digits:test")
 
@@ -83,11 +79,10 @@ def calibration_for(job):
     """The job's calibration images, loaded once and shared by every quantizer the target runs."""
     cached = getattr(job, "calibration", None)
     if cached is None:
-        from vit_edge.calibration import DEFAULT_SIZE, load_calibration
+        from vit_edge.calibration import load_calibration
 
-        cached = load_calibration(job.option("calib"), job.loaded.preprocess,
-                                  size=int(job.option("calib_size", DEFAULT_SIZE)), seed=int(job.option("seed", 0)),
-                                  label_names=job.loaded.labels)
+        cached = load_calibration(job.int8.calib, job.loaded.preprocess, size=int(job.int8.calib_size),
+                                  seed=int(job.seed), label_names=job.loaded.labels)
         job.calibration = cached
     return cached
 
@@ -136,12 +131,12 @@ def _quiet_stdout():
 
 def settings(job, *, symmetric_activations: bool = False) -> dict:
     """The NNCF settings for this job, as plain data (recorded in the manifest)."""
-    preset = "performance" if symmetric_activations else job.option("preset", "mixed")
-    alpha = job.option("smooth_quant_alpha")
+    preset = "performance" if symmetric_activations else (job.int8.preset or "mixed")
+    alpha = job.int8.smooth_quant_alpha
     return {"tool": "nncf", "model_type": "transformer", "preset": preset,
-            "bias_correction": "off" if job.option("no_bias_correction", False) else "fast",
+            "bias_correction": "off" if job.int8.no_bias_correction else "fast",
             "smooth_quant_alpha": None if alpha is None else float(alpha),
-            "ignore": list(job.option("ignore", []) or [])}
+            "ignore": list(job.int8.ignore)}
 
 
 def _nncf_arguments(nncf, chosen: dict, ignored: tuple[list, list], subset_size: int) -> dict:
@@ -184,13 +179,13 @@ def _validation_images(job) -> tuple[np.ndarray, np.ndarray, str]:
     """Labelled images for accuracy control: --validate when given, else the calibration hold-out."""
     from vit_edge.data import load_images
 
-    spec = job.option("validate")
+    spec = job.validation.data
     images = load_images(spec, job.loaded.labels) if spec else calibration_for(job).holdout
     if images is None or not images.labelled:
         raise DataError("--max-accuracy-drop needs labelled validation data",
                         hint="pass --validate with class subfolders, a .npz with labels, or digits:test")
     xs, ys = [], []
-    for batch, labels in images.batches(job.loaded.preprocess, batch_size=32, limit=job.option("validate_limit")):
+    for batch, labels in images.batches(job.loaded.preprocess, batch_size=32, limit=job.validation.limit):
         xs.append(batch)
         ys.append(labels)
     return np.concatenate(xs), np.concatenate(ys), images.source
@@ -254,7 +249,7 @@ def _run(job, model, backend: str, feed, evaluate, node_names, op_types, *, symm
             "calibration": calib.summary()}
     try:
         with _quiet_stdout():
-            if job.option("max_accuracy_drop") is None:
+            if job.int8.max_accuracy_drop is None:
                 if chosen["smooth_quant_alpha"] is None and infer is not None:
                     quantized, info = _with_or_without_smooth_quant(nncf, model, calibration, arguments, infer,
                                                                     calib, info)
@@ -270,7 +265,7 @@ def _run(job, model, backend: str, feed, evaluate, node_names, op_types, *, symm
                                                                        arguments)
             return quantized, info
     except nncf.ValidationError as exc:
-        raise VitEdgeError(f"NNCF rejected the quantization settings: {str(exc).splitlines()[0][:200]}") from None
+        raise VitEdgeError(f"NNCF rejected the quantization settings: {first_line(exc)}") from None
 
 
 SMOOTH_QUANT_CHECK_IMAGES = 32  # calibration images both variants are compared on
@@ -288,7 +283,7 @@ def _with_or_without_smooth_quant(nncf, model, calibration, arguments, infer, ca
 
     from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
 
-    from vit_edge.validate import row_cosines
+    from vit_edge.metrics import row_cosines
 
     advanced = arguments.pop("advanced")
     without_sq = copy.deepcopy(advanced)
@@ -310,7 +305,7 @@ def _with_or_without_smooth_quant(nncf, model, calibration, arguments, infer, ca
 
 def _accuracy_controlled(job, nncf, model, calibration, evaluate, arguments):
     """``nncf.quantize_with_accuracy_control`` on top-1 of labelled data; returns the model and a record."""
-    drop = float(job.option("max_accuracy_drop"))
+    drop = float(job.int8.max_accuracy_drop)
     xs, ys, source = _validation_images(job)
     validation = nncf.Dataset([(xs[i:i + 32], ys[i:i + 32]) for i in range(0, len(xs), 32)])
 
@@ -333,11 +328,11 @@ def _accuracy_controlled(job, nncf, model, calibration, evaluate, arguments):
                        "reverted_to_float": reverted, "quantized_operations": listener.quantized}
 
 
-def quantize_onnx(job, src: Path, dst: Path, *, symmetric_activations: bool = False) -> dict:
+def quantize_onnx(job, src: Path, dst: Path, *, symmetric_activations: bool = False) -> QuantizationRecord:
     """Quantize the FP32 ONNX ``src`` into a Q/DQ ONNX ``dst`` that ONNX Runtime (and TensorRT) run.
 
     ``symmetric_activations`` forces the PERFORMANCE preset (signed, zero-point-0 activations) that
-    TensorRT needs. Returns the quantization info, also stored in ``job.manifest["quantization"]``.
+    TensorRT needs. Returns the quantization record, also stored in ``job.manifest.quantization``.
     """
     import onnx
 
@@ -367,8 +362,8 @@ def quantize_onnx(job, src: Path, dst: Path, *, symmetric_activations: bool = Fa
         raise ExportError("NNCF inserted no quantizers: the INT8 model would be the FP32 model",
                           hint="check --ignore; it may exclude every quantizable operation")
     onnx.save(quantized, str(dst))
-    job.manifest["quantization"] = info
-    return info
+    job.manifest.quantization = QuantizationRecord.from_dict(info)
+    return job.manifest.quantization
 
 
 def quantize_openvino(job, model):
@@ -390,5 +385,5 @@ def quantize_openvino(job, model):
     if info["fake_quantize_nodes"] == 0:
         raise ExportError("NNCF inserted no quantizers: the INT8 model would be the FP32 model",
                           hint="check --ignore; it may exclude every quantizable operation")
-    job.manifest["quantization"] = info
+    job.manifest.quantization = QuantizationRecord.from_dict(info)
     return quantized

@@ -1,4 +1,4 @@
-"""Artifacts on disk: the manifest beside every artifact, hashes, and atomic output directories.
+"""Files of an artifact on disk: hashes, atomic writes, and all-or-nothing output directories.
 
 Layout of an ``--out`` directory::
 
@@ -20,13 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from vit_edge.errors import ArtifactError, OutputError, VitEdgeError
+from vit_edge.errors import OutputError, VitEdgeError
 
 MANIFEST = "manifest.json"
 # Errors that mean "this location cannot take the output", as opposed to a bug elsewhere.
 # EFBIG: a file-size limit (RLIMIT_FSIZE, or a filesystem's own maximum) was hit.
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EROFS, errno.EPERM}
-FORMAT_VERSION = 1
 
 
 def disk_error(exc: BaseException) -> OSError | None:
@@ -100,19 +99,6 @@ def _remove(path) -> None:
     if path is not None:
         with contextlib.suppress(OSError):
             os.unlink(path)
-
-
-def read_manifest(directory) -> dict:
-    path = Path(directory) / MANIFEST
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"{directory}: no {MANIFEST}", hint="is this a vit-edge --out directory?") from None
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path}: unreadable manifest ({exc})") from None
-    if not isinstance(data, dict) or "target" not in data or "artifact" not in data:
-        raise ArtifactError(f"{path}: not a vit-edge manifest (no target/artifact)")
-    return data
 
 
 def file_entries(directory) -> dict:

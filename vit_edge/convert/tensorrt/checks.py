@@ -1,15 +1,15 @@
 """Static checks that an ONNX file is TensorRT-ready, runnable anywhere (no TensorRT, no GPU).
 
 - opset >= 17 (LayerNormalization) and within the range TensorRT's parser documents;
-- every operator is in TensorRT's ONNX operator support list (:mod:`trt_operators`);
-- INT8: the Q/DQ rules of :func:`vit_edge.convert.qdq.check_rules`;
+- every operator is in TensorRT's ONNX operator support list (:mod:`vit_edge.convert.tensorrt.operators`);
+- INT8: the Q/DQ rules of :func:`vit_edge.convert.stages.qdq.check_rules`;
 - FP16: the graph really holds FP16 and LayerNorm, Softmax and reductions still compute in FP32.
 """
 
 from __future__ import annotations
 
-from vit_edge.convert import qdq
-from vit_edge.convert.trt_operators import OPSET_RANGE, SOURCE, SUPPORTED
+from vit_edge.convert.stages import qdq
+from vit_edge.convert.tensorrt.operators import OPSET_RANGE, SOURCE, SUPPORTED
 
 MIN_OPSET = 17
 # Ops that overflow or lose too much in FP16 inside a ViT: LayerNorm variance, Softmax sums, reductions.

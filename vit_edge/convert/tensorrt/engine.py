@@ -82,7 +82,7 @@ def build_engine(onnx_path: Path, engine_path: Path, *, batch: tuple, workspace_
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ExportError(f"TensorRT's ONNX parser rejected {onnx_path.name}: {errors[:300]}",
-                          hint="run the static checks (vit_edge.convert.trt_checks) and report the model")
+                          hint="run the static checks (vit_edge.convert.tensorrt.checks) and report the model")
     config = builder.create_builder_config()
     if workspace_gb:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))

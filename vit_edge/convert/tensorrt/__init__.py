@@ -1,0 +1,203 @@
+"""Target ``tensorrt``: a TensorRT-ready ONNX (always), and a strongly typed engine where TensorRT can build.
+
+TensorRT 11 takes precision only from the ONNX, and JetPack's TensorRT 10 accepts the same graph as a
+strongly typed network, so this module puts the precision into ``model.onnx``:
+
+- fp32: the exported ONNX;
+- fp16: FP16 with LayerNorm, Softmax and reductions kept FP32 (:mod:`vit_edge.convert.stages.fp16`);
+- int8: explicit Q/DQ from NNCF with symmetric activations, UINT8 Q/DQ rewritten to INT8
+  (:mod:`vit_edge.convert.stages.qdq`), because TensorRT takes only signed zero-point-0 Q/DQ.
+
+Every file is checked against TensorRT's rules (:mod:`.checks`) before it is written.
+Where TensorRT >= 10 and a GPU are present the engine is built here (:mod:`vit_edge.convert.tensorrt.engine`); elsewhere
+the manifest records the equivalent ``trtexec`` line and ``vit-edge build-engine DIR`` builds it on the
+target (a Jetson builds its own engines: they are tied to the GPU and TensorRT version).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from vit_edge.artifact.manifest import TensorRTRecord, TensorRTSettings
+from vit_edge.convert.target import Built, Target
+from vit_edge.convert.tensorrt.cli import CONVERT_OPTIONS, DEFAULT_BATCH
+from vit_edge.errors import BackendUnavailable, ExportError, OutputError
+
+log = logging.getLogger("vit_edge")
+
+ONNX_FILE = "model.onnx"
+ENGINE_FILE = "model.engine"
+
+
+@dataclass(frozen=True)
+class TensorRTOptions:
+    batch: tuple = DEFAULT_BATCH  # the optimization profile MIN, OPT, MAX of the batch axis
+    workspace: float | None = None  # GB
+    dla_core: int | None = None
+    timing_cache: str | None = None
+    require_engine: bool = False
+
+
+class TensorRTTarget(Target):
+    name = "tensorrt"
+    summary = "TensorRT-ready ONNX (strongly typed), and an engine where TensorRT and a GPU are present"
+    Options = TensorRTOptions
+    cli_options = CONVERT_OPTIONS
+
+    def check(self, precision: str, options) -> None:
+        """Fail before the slow part: INT8 flags and data (as for every target); --require-engine needs
+        TensorRT here."""
+        super().check(precision, options)
+        cache = options.target.timing_cache
+        if cache and not Path(cache).parent.is_dir():
+            raise OutputError(f"--timing-cache {cache}: its folder does not exist", hint="create it or pick another path")
+        if options.target.require_engine:
+            from vit_edge.convert.tensorrt.engine import unavailable_reason
+
+            reason = unavailable_reason()
+            if reason:
+                raise BackendUnavailable(f"--require-engine: cannot build a TensorRT engine here ({reason})",
+                                         hint="run on the target with TensorRT >= 10 and a CUDA GPU, or drop "
+                                              "--require-engine to write the TensorRT-ready ONNX only")
+
+    def build(self, job) -> Built:
+        import onnx
+
+        from vit_edge.convert.stages.export import export_fp32, stamp_metadata
+        from vit_edge.convert.tensorrt import checks
+
+        path = job.workdir / ONNX_FILE
+        export_fp32(job, path)
+        if job.precision == "fp16":
+            from vit_edge.convert.stages.fp16 import convert_fp16
+
+            convert_fp16(path, path, job)
+        elif job.precision == "int8":
+            from vit_edge.convert.stages import qdq
+            from vit_edge.convert.stages.quantize import quantize_onnx
+
+            record = quantize_onnx(job, path, path, symmetric_activations=True)
+            model = onnx.load(str(path))
+            record.uint8_qdq_rewritten_to_int8 = qdq.make_signed(model)
+            onnx.save(model, str(path))
+            record.qdq = qdq.summary(model)
+        stamp_metadata(job, path)
+        problems = checks.check_tensorrt_ready(onnx.load(str(path)), job.precision)
+        if problems:
+            raise ExportError(f"the ONNX is not TensorRT-ready ({len(problems)} problem(s)): {problems[0]}",
+                              hint="report the model; --ignore can keep an offending node in floating point")
+        options = job.target_options
+        settings = TensorRTSettings(batch=list(options.batch), workspace_gb=options.workspace,
+                                    dla_core=options.dla_core, timing_cache=options.timing_cache)
+        record = TensorRTRecord(strongly_typed=True, checks="passed", settings=settings,
+                                trtexec=trtexec_command(job.loaded.preprocess, input_name=_input_name(path),
+                                                        **_engine_arguments(settings)),
+                                engine=None)
+        built = Built(artifact=ONNX_FILE, record=record, artifacts={"onnx": ONNX_FILE})
+        from vit_edge.convert.tensorrt.engine import unavailable_reason
+
+        reason = unavailable_reason()
+        if reason is None:
+            build_engine_into(job.workdir, built)
+        else:
+            job.messages.append(f"no TensorRT engine built here ({reason}); the TensorRT-ready ONNX runs in ONNX "
+                                f"Runtime meanwhile. Build the engine on the target: vit-edge build-engine "
+                                f"{_final_dir(job.workdir)} (or the trtexec line in manifest.json)")
+        return built
+
+
+TARGET = TensorRTTarget()
+
+
+def _engine_arguments(settings: TensorRTSettings) -> dict:
+    return {"batch": tuple(settings.batch), "workspace_gb": settings.workspace_gb, "dla_core": settings.dla_core,
+            "timing_cache": settings.timing_cache}
+
+
+def build_engine_into(directory: Path, built) -> dict:
+    """Build ``model.engine`` beside the TensorRT-ready ONNX and record it in ``built`` (a ``Built`` or a
+    ``Manifest``: both have ``artifact``, ``artifacts`` and the TensorRT record)."""
+    from vit_edge.artifact import sha256_file
+    from vit_edge.convert.tensorrt.engine import build_engine
+
+    directory = Path(directory)
+    record = built.record if hasattr(built, "record") else built.tensorrt
+    arguments = _engine_arguments(record.settings)
+    info = build_engine(directory / ONNX_FILE, directory / ENGINE_FILE, batch=arguments["batch"],
+                        workspace_gb=arguments["workspace_gb"], dla_core=arguments["dla_core"],
+                        timing_cache=Path(arguments["timing_cache"]) if arguments["timing_cache"] else None)
+    info["sha256"] = sha256_file(directory / ENGINE_FILE)
+    info["onnx_sha256"] = sha256_file(directory / ONNX_FILE)
+    record.engine = info
+    built.artifacts = {**(built.artifacts or {}), "tensorrt": ENGINE_FILE}
+    built.artifact = ENGINE_FILE
+    return info
+
+
+def build_engine_in_dir(directory, *, batch=None, workspace_gb=None, dla_core=None, timing_cache=None) -> dict:
+    """``vit-edge build-engine DIR``: build (or rebuild) the engine of a TensorRT --out directory here.
+
+    Settings default to those recorded at convert time; the manifest is rewritten atomically."""
+    from vit_edge.artifact import FileEntry, file_entries, read_manifest
+    from vit_edge.errors import ArtifactError
+
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    if manifest.target != "tensorrt" or manifest.tensorrt is None:
+        raise ArtifactError(f"{directory} is a {manifest.target} artifact, not a TensorRT one",
+                            hint="convert with --target tensorrt first")
+    if not (directory / ONNX_FILE).is_file():
+        raise ArtifactError(f"{directory}: {ONNX_FILE} is missing", hint="re-run vit-edge convert --target tensorrt")
+    recorded = manifest.tensorrt.settings or TensorRTSettings()
+    settings = TensorRTSettings(batch=list(batch or recorded.batch or DEFAULT_BATCH),
+                                workspace_gb=workspace_gb if workspace_gb is not None else recorded.workspace_gb,
+                                dla_core=dla_core if dla_core is not None else recorded.dla_core,
+                                timing_cache=timing_cache or recorded.timing_cache)
+    from vit_edge.convert.tensorrt.engine import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        raise BackendUnavailable(f"cannot build a TensorRT engine here: {reason}",
+                                 hint="run vit-edge build-engine on the target (TensorRT >= 10 and a CUDA GPU)")
+    manifest.tensorrt.settings = settings
+    info = build_engine_into(directory, manifest)
+    manifest.files = {name: FileEntry.from_dict(entry) for name, entry in file_entries(directory).items()}
+    manifest.write(directory)
+    return info
+
+
+def trtexec_command(preprocess, *, input_name: str, batch, workspace_gb=None, dla_core=None,
+                    timing_cache=None) -> str:
+    """The trtexec line that builds the same engine (run inside the --out directory).
+
+    --stronglyTyped is required on TensorRT 10 and a no-op on 11; --memPoolSize takes MiB
+    (https://docs.nvidia.com/deeplearning/tensorrt/11.4.1/api/migration/tensorrt-10x-to-11x-trtexec.html)."""
+    h, w = preprocess.input_size
+    shape = lambda b: f"{input_name}:{b}x{preprocess.channels}x{h}x{w}"  # noqa: E731
+    parts = ["trtexec", f"--onnx={ONNX_FILE}", f"--saveEngine={ENGINE_FILE}", "--stronglyTyped",
+             f"--minShapes={shape(batch[0])}", f"--optShapes={shape(batch[1])}", f"--maxShapes={shape(batch[2])}"]
+    if workspace_gb:
+        parts.append(f"--memPoolSize=workspace:{max(1, round(workspace_gb * 1024))}")
+    if dla_core is not None:
+        parts += [f"--useDLACore={dla_core}", "--allowGPUFallback"]
+    if timing_cache:
+        parts.append(f"--timingCacheFile={timing_cache}")
+    return shlex.join(parts)
+
+
+def _input_name(path: Path) -> str:
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph.input[0].name
+
+
+def _final_dir(workdir: Path) -> Path:
+    """The --out directory a conversion's temporary sibling (``.NAME.tmp-XXXX``, see
+    ``artifact.atomic_output_dir``) becomes on success."""
+    name = workdir.name
+    if name.startswith(".") and ".tmp-" in name:
+        return workdir.parent / name[1:].rsplit(".tmp-", 1)[0]
+    return workdir
