@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from vit_edge import bench  # noqa: E402
+from shared_data import shared_data  # noqa: E402
+from vit_edge import bench, bench_report  # noqa: E402
 
 MODEL = "timm:vit_small_patch16_224"
-SAMPLES = next((p / "shared/data/imagenet-samples" for p in REPO.parents
-                if (p / "shared/data/imagenet-samples").is_dir()), REPO.parent / "shared/data/imagenet-samples")
+SAMPLES = shared_data("imagenet-samples")
 TOKENS = 197  # ViT-S/16 at 224: 14 x 14 patches + the class token
 DIM, HIDDEN = 384, 1536
 ROOF_PAIRS = 20  # fc1+fc2 GEMM pairs per image: about ViT-S's 9.2 GOP (the exact ratio is applied after)
@@ -342,7 +342,7 @@ def photo_parity(work: Path, ov_int8: Path, onnx_int8: Path) -> dict:
     import openvino as ov
 
     from vit_edge import runtimes
-    from vit_edge.validate import row_cosines
+    from vit_edge.metrics import row_cosines
 
     reference = runtimes.reference(MODEL)
     core = ov.Core()
@@ -587,7 +587,7 @@ def main() -> None:
     json_path = args.out.with_name("benchmarks_cpu_int8.json")
     json_path.write_text(json.dumps({"batch": main_report.to_dict(), "latency": latency_report.to_dict(), **data},
                                     indent=2) + "\n")
-    bench.plot(main_report, args.out.with_name("benchmarks_cpu_int8.png"))
+    bench_report.plot(main_report, args.out.with_name("benchmarks_cpu_int8.png"))
     print(f"wrote {args.out}, {json_path.name}, benchmarks_cpu_int8.png")
 
 

@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-SAMPLES = next((p / "shared/data/imagenet-samples" for p in REPO.parents
-                if (p / "shared/data/imagenet-samples").is_dir()), None)
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+from shared_data import shared_data  # noqa: E402
+
+SAMPLES = shared_data("imagenet-samples")
+SAMPLES = SAMPLES if SAMPLES.is_dir() else None
 MODEL = "timm:vit_small_patch16_224"
 
 

@@ -5,7 +5,7 @@
     python scripts/compat_matrix.py --retry-failed  # re-run cells that failed last time
     python scripts/compat_matrix.py --render        # only rewrite the Markdown from the cache
 
-Every case (scripts/families.py) goes through ONNX FP32, OpenVINO FP32, ONNX INT8 (Q/DQ) and OpenVINO INT8,
+Every case (tests/families.py) goes through ONNX FP32, OpenVINO FP32, ONNX INT8 (Q/DQ) and OpenVINO INT8,
 using only vit-edge's public API: ``vit_edge.convert.convert`` makes the artifact, ``vit_edge.runtimes.load``
 runs it, ``vit_edge.validate.compare`` measures it against the torch FP32 model on real photos. Each finished
 cell is cached in docs/compat_results.json at once, so an interrupted run resumes where it stopped. Failures
@@ -26,13 +26,12 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "scripts")]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # the case registry and the data finder live with the tests
 
 import families  # noqa: E402
+from shared_data import shared_data  # noqa: E402
 
-PHOTOS = next((p for p in (REPO.parent / "shared" / "data" / "imagenet-samples",
-                           REPO.parent.parent / "shared" / "data" / "imagenet-samples") if p.is_dir()),
-              REPO.parent / "shared" / "data" / "imagenet-samples")
+PHOTOS = shared_data("imagenet-samples")
 RESULTS = REPO / "docs" / "compat_results.json"
 MARKDOWN = REPO / "docs" / "COMPATIBILITY.md"
 COLUMNS = [("onnx", "fp32"), ("openvino", "fp32"), ("onnx", "int8"), ("openvino", "int8")]

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from shared_data import shared_data
+
 REPO = Path(__file__).resolve().parents[1]
-# The shared photos sit beside the checkout (/work/main -> /work/shared), or further up for worktrees.
-SAMPLES = next((p / "shared" / "data" / "imagenet-samples" for p in REPO.parents
-                if (p / "shared" / "data" / "imagenet-samples").is_dir()),
-               REPO.parent / "shared" / "data" / "imagenet-samples")
+SAMPLES = shared_data("imagenet-samples")
 MODELS = Path(__file__).resolve().parent / "models"
 
 
@@ -77,3 +76,29 @@ def demo_onnx(tmp_path_factory) -> Path:
 
     convert(None, target="onnx", precision="fp32", out=out)
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def manifests_match_the_schema():
+    """Every manifest the suite writes in-process is checked against docs/manifest.schema.json as it is
+    written, so a record that drifts from the published schema fails whichever test wrote it."""
+    import json
+
+    import jsonschema
+
+    from vit_edge.artifact import manifest as manifest_module
+
+    schema = json.loads((REPO / "docs" / "manifest.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    original = manifest_module.Manifest.write
+    written = []
+
+    def checked_write(self, directory):
+        errors = sorted(validator.iter_errors(self.to_dict()), key=str)
+        assert not errors, f"manifest for {directory} breaks docs/manifest.schema.json: {errors[0].message}"
+        written.append(directory)
+        return original(self, directory)
+
+    manifest_module.Manifest.write = checked_write
+    yield written
+    manifest_module.Manifest.write = original

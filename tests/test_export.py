@@ -65,8 +65,8 @@ def test_timm_models_export(tmp_path, samples, name):
     assert any("RANDOMLY INITIALISED" in m for m in result.messages)
     loaded = load_model(f"timm:{name}")  # same seed -> the same random weights as the artifact
     _assert_onnx_matches_torch(out, loaded, samples)
-    assert result.manifest["preprocess"]["crop_pct"] == pytest.approx(loaded.preprocess.crop_pct)
-    assert len(result.manifest["labels"]) == 1000
+    assert result.manifest.preprocess.crop_pct == pytest.approx(loaded.preprocess.crop_pct)
+    assert len(result.manifest.labels) == 1000
 
 
 def test_hugging_face_vit_from_directory(tmp_path, samples):

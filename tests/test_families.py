@@ -2,22 +2,19 @@
 sizes and a dynamic height x width; the clear errors where a family cannot do what is asked.
 
 The full set (every model, OpenVINO, INT8) is ``python scripts/compat_matrix.py`` -> docs/COMPATIBILITY.md;
-these are the CI slice of the same registry (scripts/families.py, ``ci=True``).
+these are the CI slice of the same registry (tests/families.py, ``ci=True``).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, assert_one_line_error, run_cli
-
-sys.path.insert(0, str(REPO / "scripts"))
-import families  # noqa: E402
+import families
+from conftest import assert_one_line_error, run_cli
 
 PHOTOS = 8
 CI_CASES = [c for c in families.CASES if c.ci]
@@ -68,9 +65,9 @@ def test_family_fp32_onnx_parity(case, photos, hf_root, tmp_path):
     loaded = _load(case, hf_root)
     result = convert(loaded, target="onnx", out=tmp_path / "onnx", dynamic_size=case.dynamic_size,
                      parity_data=str(photos))
-    export = result.manifest["export"]
-    assert export["exporter"] in ("dynamo", "torchscript")
-    assert result.manifest["task"] == case.task
+    export = result.manifest.export
+    assert export.exporter in ("dynamo", "torchscript")
+    assert result.manifest.task == case.task
     extra = other_sizes(loaded.preprocess, loaded.module) if case.dynamic_size else []
     sizes = [loaded.preprocess.input_size] + extra
     for size in sizes:
@@ -91,8 +88,8 @@ def test_family_fp32_onnx_parity(case, photos, hf_root, tmp_path):
         dims = onnx.load(str(result.out / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
         assert [d.dim_value for d in dims[2:]] == list(case.input_size)
     if case.dynamic_size:
-        assert [o["input_size"] for o in export["parity_other_sizes"]] == [list(s) for s in sizes[1:]]
-        assert result.manifest["source"]["build"]["dynamic_size"] is True
+        assert [o.input_size for o in export.parity_other_sizes] == [list(s) for s in sizes[1:]]
+        assert result.manifest.source.build["dynamic_size"] is True
 
 
 def test_distilled_deit_exports_the_mean_of_its_two_heads():

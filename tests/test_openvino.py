@@ -70,7 +70,7 @@ def test_fp16_ir_from_onnx_input(demo_onnx, ov_fp32, tmp_path):
 
     out = tmp_path / "fp16"
     result = convert(str(demo_onnx / "model.onnx"), target="openvino", precision="fp16", out=out)
-    assert result.manifest["openvino"]["compressed_to_fp16"] is True
+    assert result.manifest.openvino.compressed_to_fp16 is True
     size16, size32 = (out / "model.bin").stat().st_size, (ov_fp32 / "model.bin").stat().st_size
     assert size16 < 0.6 * size32, (size16, size32)
     fp16, fp32 = runtimes.load(out), runtimes.load(ov_fp32)

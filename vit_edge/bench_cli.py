@@ -35,7 +35,8 @@ def command(artifacts, batches, threads, duration, rounds, device, hint, json_pa
 
     The first one is the reference for the speedup column. Artifacts run in turns, each in its own
     process, so noise from other programs hits all of them alike."""
-    from vit_edge.bench import benchmark, check_outputs, write_reports
+    from vit_edge.bench import benchmark
+    from vit_edge.bench_report import check_outputs, write_reports
 
     check_outputs(json_path, markdown_path, plot_path)
     report = benchmark(artifacts, batches=batches, threads=threads, duration=duration, rounds=rounds,
