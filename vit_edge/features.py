@@ -2,7 +2,7 @@
 
 - timm: ``forward_head(forward_features(x), pre_logits=True)`` - the vector the classifier reads (CLS
   or average pool, after the head norm; the mean of the two tokens for distilled DeiT);
-- Hugging Face: handled by :class:`vit_edge.hf_model.HFImageModel` (pooler output / image embeds / CLS);
+- Hugging Face: handled by :class:`vit_edge.sources.hf_model.HFImageModel` (pooler output / image embeds / CLS);
 - anything else with a ``forward_features`` (e.g. a user's module) uses that.
 """
 

@@ -1,6 +1,7 @@
 """A Hugging Face vision model as one tensor in, one tensor out: logits, or the features its API names.
 
-Imported only when a Hugging Face model is loaded (it needs torch and transformers).
+Imported only when a Hugging Face model is loaded (it needs torch and transformers), by
+``vit_edge.sources.hf``: it subclasses ``torch.nn.Module``, so it cannot live there without importing torch.
 """
 
 from __future__ import annotations

@@ -1,0 +1,64 @@
+"""What every family loader shares: the request it gets, the model it returns, and the checkpoint and
+warning helpers. Kept apart from ``__init__`` so the loaders import it without a cycle."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vit_edge.preprocess import PreprocessConfig
+
+log = logging.getLogger("vit_edge")
+
+
+@dataclass
+class LoadedModel:
+    """A torch module ready for export (eval mode, returns one tensor), with what it needs to be fed."""
+
+    module: object | None  # torch.nn.Module, or None for an existing ONNX file
+    preprocess: PreprocessConfig
+    labels: list | None
+    source: dict  # spec, kind, checkpoint, checkpoint_sha256, random_init
+    task: str = "classify"
+    onnx_path: Path | None = None
+    warnings: list = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.source.get("name") or self.source["spec"]
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What the caller asked of a family loader besides the spec's value. A loader uses what applies to
+    its family; ``load_model`` has already refused what the family's registry entry says it cannot take."""
+
+    checkpoint: object = None  # a path, or None: built-in weights or random initialisation
+    trust_checkpoint: bool = False
+    task: str | None = None  # None: the model's own
+    input_size: tuple | None = None  # build the model at this size where its family can
+    dynamic_size: bool = False  # build it to accept any height/width where its family can
+    model_kwargs: dict = field(default_factory=dict)  # for timm.create_model
+
+
+def warn(loaded_warnings: list, message: str) -> None:
+    log.warning(message)
+    loaded_warnings.append(message)
+
+
+def load_checkpoint_into(module, checkpoint, trust: bool, source: dict, adapt=None) -> None:
+    from vit_edge.checkpoints import apply_state_dict, checkpoint_info, read_state_dict
+
+    state = read_state_dict(checkpoint, trust=trust)
+    if adapt is not None:
+        state = adapt(state)
+    apply_state_dict(module, state, checkpoint)
+    source.update(checkpoint_info(checkpoint))
+    source["random_init"] = False
+
+
+def no_checkpoint(source: dict, warnings: list, what: str) -> None:
+    source["random_init"] = True
+    warn(warnings, f"no --checkpoint: {what} is RANDOMLY INITIALISED; its predictions are meaningless "
+                   "(fine for trying the pipeline, not for deployment)")
