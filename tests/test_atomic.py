@@ -18,6 +18,8 @@ from conftest import MODELS, REPO, assert_one_line_error, run_cli
 from vit_edge.artifact import atomic_output_dir, write_json
 from vit_edge.errors import OutputError
 
+pytestmark = pytest.mark.slow  # converts models: the full suite runs it, the quick check does not
+
 
 def _start_convert(out: Path, preexec_fn=None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "vit_edge", "convert", "--out", str(out)],

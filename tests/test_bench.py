@@ -11,6 +11,8 @@ from PIL import Image
 
 from conftest import REPO, assert_one_line_error, run_cli
 
+pytestmark = pytest.mark.slow  # converts models: the full suite runs it, the quick check does not
+
 
 @pytest.fixture(scope="module")
 def bench_run(demo_onnx, tmp_path_factory):

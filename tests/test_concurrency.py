@@ -14,6 +14,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # converts models: the full suite runs it, the quick check does not
+
 
 @pytest.fixture(scope="module", params=["onnx", "openvino"])
 def artifact(request, demo_onnx, tmp_path_factory):

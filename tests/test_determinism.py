@@ -15,6 +15,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # converts models: the full suite runs it, the quick check does not
+
 # The only manifest fields allowed to differ between identical runs.
 VOLATILE = ("created", "convert_seconds")
 

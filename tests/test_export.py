@@ -16,6 +16,8 @@ from vit_edge.convert import convert
 from vit_edge.data import load_images
 from vit_edge.sources import load_model
 
+pytestmark = pytest.mark.slow  # converts models: the full suite runs it, the quick check does not
+
 
 def _real_batch(loaded, samples, n=12):
     """n real photos (or digits for digit models) preprocessed the model's way."""

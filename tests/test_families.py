@@ -16,6 +16,8 @@ import pytest
 import families
 from conftest import assert_one_line_error, run_cli
 
+pytestmark = pytest.mark.slow  # converts models: the full suite runs it, the quick check does not
+
 PHOTOS = 8
 CI_CASES = [c for c in families.CASES if c.ci]
 

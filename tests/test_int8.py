@@ -12,6 +12,8 @@ from conftest import MODELS, run_cli
 from vit_edge import runtimes
 from vit_edge.data import load_images
 
+pytestmark = pytest.mark.slow  # converts models: the full suite runs it, the quick check does not
+
 pytest.importorskip("nncf")
 
 ENCODER = f"{MODELS / 'encoder_vit.py'}:make_model"

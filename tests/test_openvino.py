@@ -16,6 +16,8 @@ from vit_edge import runtimes
 from vit_edge.data import load_images
 from vit_edge.errors import BackendUnavailable
 
+pytestmark = pytest.mark.slow  # converts models: the full suite runs it, the quick check does not
+
 pytest.importorskip("openvino")
 
 

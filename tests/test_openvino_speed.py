@@ -10,6 +10,8 @@ from vit_edge import runtimes
 from vit_edge.data import load_images
 from vit_edge.runtimes.openvino import MAX_STATIC_SHAPES
 
+pytestmark = pytest.mark.slow  # converts models: the full suite runs it, the quick check does not
+
 ov = pytest.importorskip("openvino")
 
 

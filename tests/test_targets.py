@@ -52,6 +52,7 @@ def bundle_target():
     del targets.TARGETS["bundle"]
 
 
+@pytest.mark.slow
 def test_a_target_from_outside_the_package_converts_loads_and_runs(bundle_target, demo_onnx, tmp_path):
     help_text = run_cli("convert", "--help").out
     assert "bundle" in help_text and "--bundle-note" in help_text

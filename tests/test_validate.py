@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import MODELS, run_cli
 from vit_edge.demo import WEIGHTS
+
+pytestmark = pytest.mark.slow  # converts models: the full suite runs it, the quick check does not
 
 
 def test_demo_onnx_passes_against_its_torch_reference(demo_onnx, tmp_path):

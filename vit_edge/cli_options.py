@@ -90,6 +90,9 @@ INT8 = (
     click.option("--ignore", multiple=True, help="Node name or op type to keep in floating point (repeatable)."),
     click.option("--max-accuracy-drop", type=float, default=None,
                  help="Accuracy-controlled INT8: allowed top-1 drop in points (needs labelled --validate data)."),
+    click.option("--budget", is_flag=True,
+                 help="Make the gate thresholds (--min-agreement, --max-top1-drop, --min-cosine) the INT8 target: "
+                      "return the fewest operations to float until they hold on --validate data (labels optional)."),
 )
 
 VALIDATION = (

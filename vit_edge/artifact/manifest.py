@@ -81,6 +81,9 @@ class QuantizationRecord(Record):
     ignored_types: list[str] | None = None
     calibration: dict[str, Any] | None = None
     smooth_quant: dict[str, Any] | None = None  # the with/without choice and both cosines
+    recipe_search: dict[str, Any] | None = None  # every candidate recipe's score, the winner first
+    budget: dict[str, Any] | None = None  # --budget: the target, what was reached, what went back to float
+    int8_mac_share: float | None = None  # share of the graph's GEMM MACs whose input is INT8
     accuracy_control: dict[str, Any] | None = None
     quantize_nodes: int | None = None
     fake_quantize_nodes: int | None = None
@@ -114,7 +117,8 @@ class TensorRTSettings(Record):
     batch: list[int] | None = None  # MIN, OPT, MAX
     workspace_gb: float | None = None
     dla_core: int | None = None
-    timing_cache: str | None = None
+    timing_cache: str | None = None  # absolute: the trtexec line runs in another folder
+    trt_version: str | None = None  # the oldest TensorRT targeted (what the ONNX was checked against)
 
 
 @dataclass(kw_only=True)
@@ -125,7 +129,8 @@ class TensorRTRecord(Record):
     strongly_typed: bool | None = None
     checks: str | None = None
     settings: TensorRTSettings | None = None
-    trtexec: str | None = None
+    trtexec: str | None = None  # the line for the targeted TensorRT major (trtexec_by_version[...])
+    trtexec_by_version: dict[str, str] | None = None  # "10.x" / "11.x" -> the line that builds on that major
     engine: dict[str, Any] | None = None  # None until an engine is built on a machine with TensorRT
 
 

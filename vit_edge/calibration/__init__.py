@@ -31,6 +31,7 @@ class CalibrationData:
     requested: int
     skipped: list = field(default_factory=list)  # files that did not decode
     holdout: object | None = None  # data.ImageSet of the labelled images not used for calibration
+    scoring: np.ndarray | None = None  # images sampled after the calibration ones, never calibrated on
 
     def __len__(self) -> int:
         return len(self.images)
@@ -43,12 +44,16 @@ class CalibrationData:
     def summary(self) -> dict:
         return {"source": self.source, "requested": self.requested, "used": len(self),
                 "skipped_files": len(self.skipped),
+                **({"scoring": len(self.scoring)} if self.scoring is not None else {}),
                 **({"holdout": len(self.holdout)} if self.holdout is not None else {})}
 
 
 def load_calibration(spec, preprocess, *, size: int = DEFAULT_SIZE, seed: int = 0, label_names=None,
-                     progress: bool = True) -> CalibrationData:
+                     progress: bool = True, scoring: int = 0) -> CalibrationData:
     """Sample ``size`` images of ``spec`` in a seeded random order and preprocess them for the model.
+
+    ``scoring`` more images, sampled after those (so the calibration images are the same with or without
+    them), are kept apart for judging quantized candidates on images calibration never saw.
 
     Undecodable files are skipped (and counted) and sampling continues past them, so ``size`` usable
     images are used whenever the source holds that many. Fewer is a warning; none is a :class:`DataError`.
@@ -63,13 +68,16 @@ def load_calibration(spec, preprocess, *, size: int = DEFAULT_SIZE, seed: int = 
         raise DataError(f"calibration size must be at least 1 (got {size})")
     images = load_images(spec, label_names)
     order = np.random.default_rng(seed).permutation(len(images))
+    wanted = size + max(0, int(scoring))
     if images.preprocessed is not None:
         chosen = order[:size]
         arrays = check_batch(images.preprocessed[np.sort(chosen)], preprocess)
-        used_indices = list(chosen)
+        extra = order[size:wanted]
+        held = check_batch(images.preprocessed[np.sort(extra)], preprocess) if len(extra) else None
+        used_indices = list(chosen) + list(extra)
     else:
         arrays, used_indices = [], []
-        with progress_bar(desc="calibration images", total=min(size, len(images)), enabled=progress) as bar:
+        with progress_bar(desc="calibration images", total=min(wanted, len(images)), enabled=progress) as bar:
             for index in order:
                 array = images.decode(int(index), preprocess)
                 if array is None:
@@ -77,9 +85,10 @@ def load_calibration(spec, preprocess, *, size: int = DEFAULT_SIZE, seed: int = 
                 arrays.append(array)
                 used_indices.append(int(index))
                 bar.update(1)
-                if len(arrays) == size:
+                if len(arrays) == wanted:
                     break
-        arrays = np.stack(arrays) if arrays else np.empty((0,))
+        held = np.stack(arrays[size:]) if len(arrays) > size else None
+        arrays = np.stack(arrays[:size]) if arrays else np.empty((0,))
     source = str(spec)
     if len(arrays) == 0:
         raise DataError(f"{source}: no decodable images for calibration ({len(images.skipped)} files skipped)",
@@ -101,6 +110,6 @@ def load_calibration(spec, preprocess, *, size: int = DEFAULT_SIZE, seed: int = 
             holdout = images.subset(rest)
             holdout.source = f"{source} (held out from calibration)"
     data = CalibrationData(np.ascontiguousarray(arrays, dtype=np.float32), source, size, list(images.skipped),
-                           holdout)
+                           holdout, None if held is None else np.ascontiguousarray(held, dtype=np.float32))
     log.info("calibration: %d images from %s", len(data), source)
     return data

@@ -40,10 +40,11 @@ class Int8Options:
     no_bias_correction: bool = False
     ignore: tuple = ()
     max_accuracy_drop: float | None = None
+    budget: bool = False  # the validation thresholds become the quantizer's target
 
     FLAGS = {"calib": "--calib", "preset": "--preset", "smooth_quant_alpha": "--smooth-quant-alpha",
              "no_bias_correction": "--no-bias-correction", "ignore": "--ignore",
-             "max_accuracy_drop": "--max-accuracy-drop"}
+             "max_accuracy_drop": "--max-accuracy-drop", "budget": "--budget"}
 
     def given_flags(self) -> list:
         """The INT8-only flags that were set (an error with another precision)."""

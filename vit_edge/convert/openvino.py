@@ -47,7 +47,7 @@ class OpenVINOTarget(Target):
         if job.precision == "int8":
             from vit_edge.convert.stages.quantize import quantize_openvino
 
-            model = quantize_openvino(job, model)
+            model = quantize_openvino(job, model, onnx_path)
         stable_names(model)
         xml = job.workdir / ARTIFACT
         # fp16 stores FP16 weights (half the size; the CPU plugin decompresses them); fp32/int8 keep FP32

@@ -5,14 +5,15 @@ and the residual adds in floating point, which is what stops a ViT's accuracy fr
 The same settings serve both backends NNCF supports here: an ONNX graph (Q/DQ for ONNX Runtime and
 TensorRT) and an OpenVINO model (FakeQuantize for the OpenVINO CPU plugin).
 
-With ``max_accuracy_drop`` NNCF's accuracy-controlled mode returns the operations that cost the most
-accuracy to floating point until the drop (in top-1 points, on labelled validation data) is met; which
-operations it returned is recorded in the manifest and told to the user.
+The recipe (preset, SmoothQuant) is chosen per model among a few candidates (:mod:`.recipes`); ``--budget``
+then returns the fewest operations to float until the gate's thresholds hold (:mod:`.budget`), and
+``--max-accuracy-drop`` runs NNCF's own top-1 accuracy control instead (:mod:`.accuracy_control`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import logging
 from pathlib import Path
@@ -74,6 +75,10 @@ def _require_one_decodable(images) -> None:
 
 # ---------------------------------------------------------------- calibration and settings
 
+# Images sampled after the calibration ones to choose the recipe on: enough that one flipped image is 1.6
+# points, few enough to cost seconds per candidate.
+SCORING_IMAGES = 64
+
 
 def calibration_for(job):
     """The job's calibration images, loaded once and shared by every quantizer the target runs."""
@@ -82,7 +87,7 @@ def calibration_for(job):
         from vit_edge.calibration import load_calibration
 
         cached = load_calibration(job.int8.calib, job.loaded.preprocess, size=int(job.int8.calib_size),
-                                  seed=int(job.seed), label_names=job.loaded.labels)
+                                  seed=int(job.seed), label_names=job.loaded.labels, scoring=SCORING_IMAGES)
         job.calibration = cached
     return cached
 
@@ -172,64 +177,6 @@ def resolve_ignore(entries, node_names, op_types) -> tuple[list, list]:
     return names, types
 
 
-# ---------------------------------------------------------------- accuracy-controlled mode
-
-
-def _validation_images(job) -> tuple[np.ndarray, np.ndarray, str]:
-    """Labelled images for accuracy control: --validate when given, else the calibration hold-out."""
-    from vit_edge.data import load_images
-
-    spec = job.validation.data
-    images = load_images(spec, job.loaded.labels) if spec else calibration_for(job).holdout
-    if images is None or not images.labelled:
-        raise DataError("--max-accuracy-drop needs labelled validation data",
-                        hint="pass --validate with class subfolders, a .npz with labels, or digits:test")
-    xs, ys = [], []
-    for batch, labels in images.batches(job.loaded.preprocess, batch_size=32, limit=job.validation.limit):
-        xs.append(batch)
-        ys.append(labels)
-    return np.concatenate(xs), np.concatenate(ys), images.source
-
-
-class _RevertedOps(logging.Handler):
-    """Catches NNCF's report of the operations accuracy control returned to floating point.
-
-    NNCF only logs that list (the quantized model carries no record of it), so we listen for it while
-    keeping NNCF's own console output quiet."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.reverted: list[str] = []
-        self.quantized: int | None = None
-
-    def emit(self, record):
-        text = record.getMessage()
-        if "were reverted back to the floating-point precision" in text:
-            head, _, body = text.partition(":\n")
-            words = head.split()
-            self.quantized = int(words[3]) if len(words) > 3 and words[3].isdigit() else None
-            self.reverted = [line.strip() for line in body.splitlines() if line.strip()]
-
-
-@contextlib.contextmanager
-def _listen_to_nncf():
-    nncf_logger = logging.getLogger("nncf")
-    listener = _RevertedOps()
-    saved = (nncf_logger.level, [(h, h.level) for h in nncf_logger.handlers])
-    quiet = not log.isEnabledFor(logging.INFO)
-    nncf_logger.setLevel(logging.INFO)
-    for handler, _ in saved[1]:
-        handler.setLevel(logging.ERROR if quiet else logging.INFO)
-    nncf_logger.addHandler(listener)
-    try:
-        yield listener
-    finally:
-        nncf_logger.removeHandler(listener)
-        nncf_logger.setLevel(saved[0])
-        for handler, level in saved[1]:
-            handler.setLevel(level)
-
-
 # ---------------------------------------------------------------- the two backends
 
 
@@ -250,82 +197,55 @@ def _run(job, model, backend: str, feed, evaluate, node_names, op_types, *, symm
     try:
         with _quiet_stdout():
             if job.int8.max_accuracy_drop is None:
-                if chosen["smooth_quant_alpha"] is None and infer is not None:
-                    quantized, info = _with_or_without_smooth_quant(nncf, model, calibration, arguments, infer,
-                                                                    calib, info)
-                    cosine = info["smooth_quant"]["mean_cosine_to_fp32"]
-                    if info["smooth_quant"]["chosen"] == "off":
-                        job.messages.append(f"SmoothQuant left off: INT8 output closer to FP32 without it (mean "
-                                            f"cosine {cosine['off']:.4f} vs {cosine['on']:.4f} with it, on "
-                                            f"{info['smooth_quant']['images']} calibration images)")
-                    return quantized, info
-                advanced = arguments.pop("advanced")
-                return nncf.quantize(model, calibration, advanced_parameters=advanced, **arguments), info
-            quantized, info["accuracy_control"] = _accuracy_controlled(job, nncf, model, calibration, evaluate,
-                                                                       arguments)
-            return quantized, info
+                if infer is None:
+                    advanced = arguments.pop("advanced")
+                    return nncf.quantize(model, calibration, advanced_parameters=advanced, **arguments), info, None
+                return _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info,
+                               symmetric_activations)
+            from vit_edge.convert.stages.accuracy_control import accuracy_controlled
+
+            quantized, info["accuracy_control"] = accuracy_controlled(job, nncf, model, calibration, evaluate,
+                                                                      arguments, calib.holdout)
+            return quantized, info, None
     except nncf.ValidationError as exc:
         raise VitEdgeError(f"NNCF rejected the quantization settings: {first_line(exc)}") from None
 
 
-SMOOTH_QUANT_CHECK_IMAGES = 32  # calibration images both variants are compared on
+def _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info, symmetric_activations):
+    """Quantize with each candidate recipe and keep the one closest to FP32 on held-out images."""
+    from vit_edge.convert.stages import recipes
 
+    candidates = recipes.candidates(preset=job.int8.preset, smooth_quant_alpha=job.int8.smooth_quant_alpha,
+                                    symmetric_only=symmetric_activations)
 
-def _with_or_without_smooth_quant(nncf, model, calibration, arguments, infer, calib, info):
-    """Quantize with NNCF's SmoothQuant and without it; keep whichever stays closer to the FP32 model.
+    def quantize(source, recipe, extra_ignored=()):
+        names = (ignored[0] + [n for n in extra_ignored if n not in ignored[0]], ignored[1])
+        arguments = _nncf_arguments(nncf, {**chosen, "preset": recipe.preset,
+                                           "smooth_quant_alpha": recipe.smooth_quant_alpha}, names, len(calib))
+        advanced = arguments.pop("advanced")
+        with _quiet_stdout():
+            return nncf.quantize(source, calibration, advanced_parameters=advanced, **arguments)
 
-    Why: SmoothQuant moves activation range into the weights, which pays off where a few activation
-    channels carry outliers (common in trained transformers) and costs accuracy where none do. Measured on
-    random-weight timm models calibrated on 16 photos (OpenVINO INT8, mean cosine to FP32 with / without):
-    Swin-T 0.948 / 0.999, LeViT-128 0.934 / 0.993, ViT-S 0.999 / 0.999. Which one wins depends on the
-    weights, so it is decided per model, on calibration images, at the cost of a second NNCF pass."""
-    import copy
+    held_out = calib.scoring is not None and len(calib.scoring) > 0
+    images = calib.scoring if held_out else calib.images[:recipes_fallback_images(len(calib))]
+    scoring = [images[i:i + 1] for i in range(len(images))]  # one image per call: any batch axis works
+    quantized, best, ranked = recipes.search(model, candidates, quantize, infer, scoring, task=job.loaded.task)
+    info["preset"], info["smooth_quant_alpha"] = best.preset, best.smooth_quant_alpha
+    info["recipe_search"] = {"chosen": best.name, "candidates": [s.to_dict() for s in ranked],
+                             "scored_on": {"images": len(scoring), "held_out": held_out}}
+    if len(ranked) > 1:
+        job.messages.append(recipes.summary_line(ranked, len(scoring), held_out, job.loaded.task))
 
-    from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
-
-    from vit_edge.metrics import row_cosines
-
-    advanced = arguments.pop("advanced")
-    without_sq = copy.deepcopy(advanced)
-    without_sq.smooth_quant_alphas = AdvancedSmoothQuantParameters(convolution=-1, matmul=-1)
-    check = list(calib.batches(1))[:SMOOTH_QUANT_CHECK_IMAGES]  # one image per call: any batch axis works
-    reference = infer(model, check)
-    candidates, cosines = {}, {}
-    for name, params in (("on", advanced), ("off", without_sq)):
+    def requantize(extra_ignored):
         source = model.clone() if hasattr(model, "clone") else copy.deepcopy(model)
-        candidates[name] = nncf.quantize(source, calibration, advanced_parameters=params, **arguments)
-        out = infer(candidates[name], check)
-        cosines[name] = float(row_cosines(out, reference).mean())
-    pick = "on" if cosines["on"] >= cosines["off"] else "off"
-    info["smooth_quant"] = {"chosen": pick, "mean_cosine_to_fp32": cosines, "images": len(check)}
-    if pick == "off":
-        info["smooth_quant_alpha"] = -1.0
-    return candidates[pick], info
+        return quantize(source, best, extra_ignored)
+
+    return quantized, info, requantize
 
 
-def _accuracy_controlled(job, nncf, model, calibration, evaluate, arguments):
-    """``nncf.quantize_with_accuracy_control`` on top-1 of labelled data; returns the model and a record."""
-    drop = float(job.int8.max_accuracy_drop)
-    xs, ys, source = _validation_images(job)
-    validation = nncf.Dataset([(xs[i:i + 32], ys[i:i + 32]) for i in range(0, len(xs), 32)])
-
-    def top1(candidate, items):
-        hits = total = 0
-        for x, y in items:
-            hits += int((evaluate(candidate, x).argmax(1) == y).sum())
-            total += len(y)
-        return hits / max(total, 1)
-
-    with _listen_to_nncf() as listener:
-        quantized = nncf.quantize_with_accuracy_control(
-            model, calibration, validation, top1, max_drop=drop / 100.0, drop_type=nncf.DropType.ABSOLUTE,
-            advanced_quantization_parameters=arguments.pop("advanced"), **arguments)
-    reverted = listener.reverted
-    job.messages.append(f"accuracy control (max drop {drop:g} pts on {source}): "
-                        + (f"returned {len(reverted)} operation(s) to floating point: {', '.join(reverted)}"
-                           if reverted else "no operation needed to return to floating point"))
-    return quantized, {"max_drop_points": drop, "validation": source, "validation_images": int(len(xs)),
-                       "reverted_to_float": reverted, "quantized_operations": listener.quantized}
+def recipes_fallback_images(available: int) -> int:
+    """Without held-out images the recipes are compared on (at most 32 of) the calibration images."""
+    return min(32, available)
 
 
 def quantize_onnx(job, src: Path, dst: Path, *, symmetric_activations: bool = False) -> QuantizationRecord:
@@ -354,9 +274,12 @@ def quantize_onnx(job, src: Path, dst: Path, *, symmetric_activations: bool = Fa
         session = ort.InferenceSession(candidate.SerializeToString(), providers=["CPUExecutionProvider"])
         return np.concatenate([session.run(None, {input_name: batch})[0] for batch in batches])
 
-    quantized, info = _run(job, model, "onnx", lambda batch: {input_name: batch}, evaluate,
+    quantized, info, requantize = _run(job, model, "onnx", lambda batch: {input_name: batch}, evaluate,
                            {n.name for n in model.graph.node}, {n.op_type for n in model.graph.node},
                            symmetric_activations=symmetric_activations, infer=infer)
+    from vit_edge.convert.stages.budget_backends import onnx_backend
+
+    quantized = _budget_and_share(job, quantized, info, model, onnx_backend(model, requantize))
     info["quantize_nodes"] = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
     if info["quantize_nodes"] == 0:
         raise ExportError("NNCF inserted no quantizers: the INT8 model would be the FP32 model",
@@ -366,8 +289,11 @@ def quantize_onnx(job, src: Path, dst: Path, *, symmetric_activations: bool = Fa
     return job.manifest.quantization
 
 
-def quantize_openvino(job, model):
-    """Quantize an ``ov.Model`` in place of its FP32 weights (FakeQuantize nodes the CPU plugin fuses)."""
+def quantize_openvino(job, model, fp32_onnx=None):
+    """Quantize an ``ov.Model`` in place of its FP32 weights (FakeQuantize nodes the CPU plugin fuses).
+
+    ``fp32_onnx``, the ONNX the model was converted from, names its operations for the budget and the MAC
+    share."""
     ops = model.get_ops()
 
     def evaluate(compiled, batch):
@@ -379,11 +305,43 @@ def quantize_openvino(job, model):
         compiled = ov.Core().compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         return np.concatenate([compiled(batch)[0] for batch in batches])
 
-    quantized, info = _run(job, model, "openvino", lambda batch: batch, evaluate,
-                           {op.get_friendly_name() for op in ops}, {op.get_type_name() for op in ops}, infer=infer)
+    quantized, info, requantize = _run(job, model, "openvino", lambda batch: batch, evaluate,
+                                       {op.get_friendly_name() for op in ops}, {op.get_type_name() for op in ops},
+                                       infer=infer)
+    if fp32_onnx is not None:
+        import onnx
+
+        from vit_edge.convert.stages.budget_backends import openvino_backend
+
+        quantized = _budget_and_share(job, quantized, info, onnx.load(str(fp32_onnx)),
+                                      openvino_backend(model, requantize))
     info["fake_quantize_nodes"] = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
     if info["fake_quantize_nodes"] == 0:
         raise ExportError("NNCF inserted no quantizers: the INT8 model would be the FP32 model",
                           hint="check --ignore; it may exclude every quantizable operation")
     job.manifest.quantization = QuantizationRecord.from_dict(info)
+    return quantized
+
+
+def _budget_and_share(job, quantized, info, fp32_onnx_model, backend):
+    """Meet ``--budget`` when asked, and record the share of GEMM MACs left in INT8 either way."""
+    from vit_edge.convert.stages import budget
+    from vit_edge.convert.stages.opmap import graph_ops
+
+    ops = graph_ops(fp32_onnx_model, job.loaded.module)
+    if job.int8.budget:
+        if backend.requantize is None:
+            raise VitEdgeError("--budget cannot be combined with --max-accuracy-drop",
+                               hint="use one: --budget turns the gate thresholds into the target")
+        data, labels, source = budget.data_for(job, calibration_for(job))
+        quantized, info["budget"] = budget.apply(quantized, backend, ops, data, labels, job.validation.thresholds,
+                                                 job.loaded.task, source)
+        returned = info["budget"]["returned_to_float"]
+        job.messages.append(f"INT8 budget ({budget.needed_text(job.validation.thresholds, job.loaded.task, labels)}"
+                            f") met on {len(data)} images: " + (
+                                f"returned {len(returned)} operation(s) to float: "
+                                + ", ".join(r["module"] or r["name"] for r in returned) if returned else
+                                "no operation needed to return to float")
+                            + f"; {100 * info['budget']['int8_mac_share']:.1f}% of GEMM MACs in INT8")
+    info["int8_mac_share"] = budget.mac_share(ops, backend.quantized_ops(quantized), backend.onnx_name)
     return quantized
