@@ -155,6 +155,11 @@ class ValidationRecord(Record):
     task: str | None = None
     data: str | None = None
     skipped_files: int | None = None
+    # the gate's evidence (vit-edge validate, issue 14): paired 95% CI and McNemar p of the top-1 drop
+    top1_drop: dict[str, Any] | None = None
+    agreement_ci95: list[float] | None = None  # Wilson score interval of top1_agreement
+    flip_count: int | None = None  # images whose top-1 differs (listed in report.json)
+    notes: list[str] | None = None
 
 
 @dataclass(kw_only=True)

@@ -32,6 +32,10 @@ def _attr(node, name, default=None):
     return default
 
 
+def _has_attr(node, name) -> bool:
+    return any(a.name == name for a in node.attribute)
+
+
 class _Graph:
     """Lookups the rules need: initializers by name, the producer and consumers of every tensor."""
 
@@ -137,6 +141,10 @@ def check_rules(model) -> list[str]:
     """Every violation of TensorRT's Q/DQ rules, one readable line each (empty list: all good).
 
     - every Q/DQ is signed INT8 with an all-zero zero point held in an initializer;
+    - every per-channel Q/DQ (more than one scale) names its ``axis``: ONNX defaults a missing axis to 1,
+      but onnx-tensorrt's older importer (``QuantDequantLinearHelper`` in the TensorRT 8.x parser) reads
+      ``attrs.get<int32_t>("axis", nbDims)`` and then, for ``scaleSize != 1``, does
+      ``if (axis == nbDims) axis = 0`` -- axis 0, not 1, so the same file means two different things;
     - weights of MatMul/Gemm/Conv are quantized per output channel on the output axis;
     - no LayerNormalization or Softmax reads a dequantized tensor.
     """
@@ -159,6 +167,10 @@ def check_rules(model) -> list[str]:
         if np.any(zp != 0):
             problems.append(f"{node.op_type} {name}: zero point {int(zp.flat[np.flatnonzero(zp)[0]])} "
                             "(asymmetric); TensorRT needs 0")
+        scales = g.array(node.input[1])
+        if scales is not None and scales.size > 1 and not _has_attr(node, "axis"):
+            problems.append(f"{node.op_type} {name}: {scales.size} per-channel scales but no explicit axis "
+                            "(ONNX reads a missing axis as 1, older TensorRT parsers as 0); set axis")
         if node.op_type == "DequantizeLinear":
             hit = g.weight_consumer(node)
             if hit is not None:

@@ -181,7 +181,7 @@ def resolve_ignore(entries, node_names, op_types) -> tuple[list, list]:
 
 
 def _run(job, model, backend: str, feed, evaluate, node_names, op_types, *, symmetric_activations=False,
-         infer=None):
+         infer=None, coverage=None):
     """Quantize ``model`` (ONNX ModelProto or ov.Model) and return it with the recorded info.
 
     ``infer(model, batches)`` runs an uncompiled model of this backend on a list of batches and returns
@@ -201,7 +201,7 @@ def _run(job, model, backend: str, feed, evaluate, node_names, op_types, *, symm
                     advanced = arguments.pop("advanced")
                     return nncf.quantize(model, calibration, advanced_parameters=advanced, **arguments), info, None
                 return _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info,
-                               symmetric_activations)
+                               symmetric_activations, coverage)
             from vit_edge.convert.stages.accuracy_control import accuracy_controlled
 
             quantized, info["accuracy_control"] = accuracy_controlled(job, nncf, model, calibration, evaluate,
@@ -211,7 +211,7 @@ def _run(job, model, backend: str, feed, evaluate, node_names, op_types, *, symm
         raise VitEdgeError(f"NNCF rejected the quantization settings: {first_line(exc)}") from None
 
 
-def _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info, symmetric_activations):
+def _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info, symmetric_activations, coverage):
     """Quantize with each candidate recipe and keep the one closest to FP32 on held-out images."""
     from vit_edge.convert.stages import recipes
 
@@ -229,7 +229,8 @@ def _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info, 
     held_out = calib.scoring is not None and len(calib.scoring) > 0
     images = calib.scoring if held_out else calib.images[:recipes_fallback_images(len(calib))]
     scoring = [images[i:i + 1] for i in range(len(images))]  # one image per call: any batch axis works
-    quantized, best, ranked = recipes.search(model, candidates, quantize, infer, scoring, task=job.loaded.task)
+    quantized, best, ranked = recipes.search(model, candidates, quantize, infer, scoring, task=job.loaded.task,
+                                             coverage=coverage)
     info["preset"], info["smooth_quant_alpha"] = best.preset, best.smooth_quant_alpha
     info["recipe_search"] = {"chosen": best.name, "candidates": [s.to_dict() for s in ranked],
                              "scored_on": {"images": len(scoring), "held_out": held_out}}
@@ -274,12 +275,16 @@ def quantize_onnx(job, src: Path, dst: Path, *, symmetric_activations: bool = Fa
         session = ort.InferenceSession(candidate.SerializeToString(), providers=["CPUExecutionProvider"])
         return np.concatenate([session.run(None, {input_name: batch})[0] for batch in batches])
 
-    quantized, info, requantize = _run(job, model, "onnx", lambda batch: {input_name: batch}, evaluate,
-                           {n.name for n in model.graph.node}, {n.op_type for n in model.graph.node},
-                           symmetric_activations=symmetric_activations, infer=infer)
-    from vit_edge.convert.stages.budget_backends import onnx_backend
+    from vit_edge.convert.stages.budget import mac_share
+    from vit_edge.convert.stages.budget_backends import onnx_backend, onnx_quantized_ops
+    from vit_edge.convert.stages.opmap import graph_ops
 
-    quantized = _budget_and_share(job, quantized, info, model, onnx_backend(model, requantize))
+    graph = graph_ops(model, job.loaded.module)
+    quantized, info, requantize = _run(job, model, "onnx", lambda batch: {input_name: batch}, evaluate,
+                                       {n.name for n in model.graph.node}, {n.op_type for n in model.graph.node},
+                                       symmetric_activations=symmetric_activations, infer=infer,
+                                       coverage=lambda q: mac_share(graph, onnx_quantized_ops(q), lambda n: n))
+    quantized = _budget_and_share(job, quantized, info, graph, onnx_backend(model, requantize))
     info["quantize_nodes"] = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
     if info["quantize_nodes"] == 0:
         raise ExportError("NNCF inserted no quantizers: the INT8 model would be the FP32 model",
@@ -305,16 +310,23 @@ def quantize_openvino(job, model, fp32_onnx=None):
         compiled = ov.Core().compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         return np.concatenate([compiled(batch)[0] for batch in batches])
 
-    quantized, info, requantize = _run(job, model, "openvino", lambda batch: batch, evaluate,
-                                       {op.get_friendly_name() for op in ops}, {op.get_type_name() for op in ops},
-                                       infer=infer)
+    graph, coverage = None, None
     if fp32_onnx is not None:
         import onnx
 
+        from vit_edge.convert.stages.budget import mac_share
+        from vit_edge.convert.stages.budget_backends import openvino_quantized_ops
+        from vit_edge.convert.stages.opmap import graph_ops
+
+        graph = graph_ops(onnx.load(str(fp32_onnx)), job.loaded.module)
+        coverage = lambda q: mac_share(graph, openvino_quantized_ops(q), lambda n: n.split("/")[0])  # noqa: E731
+    quantized, info, requantize = _run(job, model, "openvino", lambda batch: batch, evaluate,
+                                       {op.get_friendly_name() for op in ops}, {op.get_type_name() for op in ops},
+                                       infer=infer, coverage=coverage)
+    if graph is not None:
         from vit_edge.convert.stages.budget_backends import openvino_backend
 
-        quantized = _budget_and_share(job, quantized, info, onnx.load(str(fp32_onnx)),
-                                      openvino_backend(model, requantize))
+        quantized = _budget_and_share(job, quantized, info, graph, openvino_backend(model, requantize))
     info["fake_quantize_nodes"] = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
     if info["fake_quantize_nodes"] == 0:
         raise ExportError("NNCF inserted no quantizers: the INT8 model would be the FP32 model",
@@ -323,12 +335,11 @@ def quantize_openvino(job, model, fp32_onnx=None):
     return quantized
 
 
-def _budget_and_share(job, quantized, info, fp32_onnx_model, backend):
-    """Meet ``--budget`` when asked, and record the share of GEMM MACs left in INT8 either way."""
+def _budget_and_share(job, quantized, info, ops, backend):
+    """Meet ``--budget`` when asked, and record the share of GEMM MACs left in INT8 either way (``ops``:
+    the FP32 graph's operations, :func:`.opmap.graph_ops`)."""
     from vit_edge.convert.stages import budget
-    from vit_edge.convert.stages.opmap import graph_ops
 
-    ops = graph_ops(fp32_onnx_model, job.loaded.module)
     if job.int8.budget:
         if backend.requantize is None:
             raise VitEdgeError("--budget cannot be combined with --max-accuracy-drop",

@@ -8,28 +8,29 @@ strongly typed network, so this module puts the precision into ``model.onnx``:
 - int8: explicit Q/DQ from NNCF with symmetric activations, UINT8 Q/DQ rewritten to INT8
   (:mod:`vit_edge.convert.stages.qdq`), because TensorRT takes only signed zero-point-0 Q/DQ.
 
-Every file is checked against TensorRT's rules (:mod:`.checks`) before it is written.
-Where TensorRT >= 10 and a GPU are present the engine is built here (:mod:`vit_edge.convert.tensorrt.engine`); elsewhere
-the manifest records the equivalent ``trtexec`` line and ``vit-edge build-engine DIR`` builds it on the
-target (a Jetson builds its own engines: they are tied to the GPU and TensorRT version).
+Every file is checked against the parser of the oldest TensorRT targeted (``--trt-version``, :mod:`.checks`)
+before it is written. Where TensorRT >= 10 and a GPU are present the engine is built here (:mod:`.engine`);
+elsewhere the manifest records the equivalent ``trtexec`` line per TensorRT major (:mod:`.trtexec`) and
+``vit-edge build-engine DIR`` builds it on the target (a Jetson builds its own engines: they are tied to
+the GPU and TensorRT version).
 """
 
 from __future__ import annotations
 
 import logging
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from vit_edge.artifact.manifest import TensorRTRecord, TensorRTSettings
 from vit_edge.convert.target import Built, Target
-from vit_edge.convert.tensorrt.cli import CONVERT_OPTIONS, DEFAULT_BATCH
+from vit_edge.convert.tensorrt.options import CONVERT_OPTIONS, DEFAULT_BATCH, DEFAULT_TRT_VERSION
+from vit_edge.convert.tensorrt.trtexec import ENGINE_FILE, ONNX_FILE, trtexec_command, trtexec_commands
 from vit_edge.errors import BackendUnavailable, ExportError, OutputError
 
 log = logging.getLogger("vit_edge")
 
-ONNX_FILE = "model.onnx"
-ENGINE_FILE = "model.engine"
+__all__ = ["TARGET", "TensorRTOptions", "TensorRTTarget", "build_engine_in_dir", "build_engine_into",
+           "trtexec_command", "trtexec_commands", "ONNX_FILE", "ENGINE_FILE"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class TensorRTOptions:
     dla_core: int | None = None
     timing_cache: str | None = None
     require_engine: bool = False
+    trt_version: str = DEFAULT_TRT_VERSION  # the oldest TensorRT the engine will be built with
 
 
 class TensorRTTarget(Target):
@@ -48,16 +50,23 @@ class TensorRTTarget(Target):
     cli_options = CONVERT_OPTIONS
 
     def check(self, precision: str, options) -> None:
-        """Fail before the slow part: INT8 flags and data (as for every target); --require-engine needs
-        TensorRT here."""
+        """Fail before the slow part: INT8 flags and data (as for every target), what DLA cannot take,
+        the timing cache folder; --require-engine needs TensorRT here."""
+        from vit_edge.convert.tensorrt import dla
+
         super().check(precision, options)
-        cache = options.target.timing_cache
-        if cache and not Path(cache).parent.is_dir():
-            raise OutputError(f"--timing-cache {cache}: its folder does not exist", hint="create it or pick another path")
-        if options.target.require_engine:
-            from vit_edge.convert.tensorrt.engine import unavailable_reason
+        target = options.target
+        dla.check_request(precision, target.dla_core, target.batch)
+        cache = target.timing_cache
+        if cache and not Path(cache).resolve().parent.is_dir():
+            raise OutputError(f"--timing-cache {cache}: its folder does not exist",
+                              hint="create it or pick another path")
+        if target.require_engine:
+            from vit_edge.convert.tensorrt.engine import dla_unavailable_reason, unavailable_reason
 
             reason = unavailable_reason()
+            if reason is None and target.dla_core is not None:
+                reason = dla_unavailable_reason(target.dla_core)
             if reason:
                 raise BackendUnavailable(f"--require-engine: cannot build a TensorRT engine here ({reason})",
                                          hint="run on the target with TensorRT >= 10 and a CUDA GPU, or drop "
@@ -67,7 +76,7 @@ class TensorRTTarget(Target):
         import onnx
 
         from vit_edge.convert.stages.export import export_fp32, stamp_metadata
-        from vit_edge.convert.tensorrt import checks
+        from vit_edge.convert.tensorrt import checks, dla
 
         path = job.workdir / ONNX_FILE
         export_fp32(job, path)
@@ -85,39 +94,49 @@ class TensorRTTarget(Target):
             onnx.save(model, str(path))
             record.qdq = qdq.summary(model)
         stamp_metadata(job, path)
-        problems = checks.check_tensorrt_ready(onnx.load(str(path)), job.precision)
-        if problems:
-            raise ExportError(f"the ONNX is not TensorRT-ready ({len(problems)} problem(s)): {problems[0]}",
-                              hint="report the model; --ignore can keep an offending node in floating point")
         options = job.target_options
+        problems = checks.check_tensorrt_ready(onnx.load(str(path)), job.precision, options.trt_version)
+        if problems:
+            raise ExportError(f"the ONNX is not TensorRT {options.trt_version}-ready ({len(problems)} problem(s)): "
+                              f"{problems[0]}", hint="report the model; --ignore can keep an offending node in "
+                                                     "floating point")
         settings = TensorRTSettings(batch=list(options.batch), workspace_gb=options.workspace,
-                                    dla_core=options.dla_core, timing_cache=options.timing_cache)
-        record = TensorRTRecord(strongly_typed=True, checks="passed", settings=settings,
-                                trtexec=trtexec_command(job.loaded.preprocess, input_name=_input_name(path),
-                                                        **_engine_arguments(settings)),
-                                engine=None)
+                                    dla_core=options.dla_core, trt_version=options.trt_version,
+                                    timing_cache=str(Path(options.timing_cache).resolve())
+                                    if options.timing_cache else None)
+        record = TensorRTRecord(strongly_typed=True, checks="passed", settings=settings, engine=None)
+        _record_trtexec(record, job.loaded.preprocess, _input_name(path), job.precision)
+        if options.dla_core is not None and dla.unavailable_reason(options.trt_version):
+            job.messages.append(f"--dla-core with --trt-version {options.trt_version}: "
+                                f"{dla.unavailable_reason(options.trt_version)}")
         built = Built(artifact=ONNX_FILE, record=record, artifacts={"onnx": ONNX_FILE})
-        from vit_edge.convert.tensorrt.engine import unavailable_reason
+        from vit_edge.convert.tensorrt.engine import dla_unavailable_reason, unavailable_reason
 
         reason = unavailable_reason()
+        if reason is None and options.dla_core is not None:  # a workstation GPU preparing a Jetson artifact
+            reason = dla_unavailable_reason(options.dla_core)
         if reason is None:
-            build_engine_into(job.workdir, built)
+            build_engine_into(job.workdir, built, job.precision)
         else:
             job.messages.append(f"no TensorRT engine built here ({reason}); the TensorRT-ready ONNX runs in ONNX "
                                 f"Runtime meanwhile. Build the engine on the target: vit-edge build-engine "
-                                f"{_final_dir(job.workdir)} (or the trtexec line in manifest.json)")
+                                f"{_final_dir(job.workdir)} (or a trtexec line of manifest.json)")
         return built
 
 
 TARGET = TensorRTTarget()
 
 
-def _engine_arguments(settings: TensorRTSettings) -> dict:
-    return {"batch": tuple(settings.batch), "workspace_gb": settings.workspace_gb, "dla_core": settings.dla_core,
-            "timing_cache": settings.timing_cache}
+def _record_trtexec(record: TensorRTRecord, preprocess, input_name: str, precision: str) -> None:
+    """The trtexec line of every TensorRT major, and as ``trtexec`` the one of the oldest targeted."""
+    s = record.settings
+    lines = trtexec_commands(preprocess, input_name=input_name, batch=tuple(s.batch), precision=precision,
+                             workspace_gb=s.workspace_gb, dla_core=s.dla_core, timing_cache=s.timing_cache)
+    record.trtexec_by_version = lines
+    record.trtexec = lines["10.x" if str(s.trt_version or DEFAULT_TRT_VERSION).split(".")[0] == "10" else "11.x"]
 
 
-def build_engine_into(directory: Path, built) -> dict:
+def build_engine_into(directory: Path, built, precision: str) -> dict:
     """Build ``model.engine`` beside the TensorRT-ready ONNX and record it in ``built`` (a ``Built`` or a
     ``Manifest``: both have ``artifact``, ``artifacts`` and the TensorRT record)."""
     from vit_edge.artifact import sha256_file
@@ -125,10 +144,10 @@ def build_engine_into(directory: Path, built) -> dict:
 
     directory = Path(directory)
     record = built.record if hasattr(built, "record") else built.tensorrt
-    arguments = _engine_arguments(record.settings)
-    info = build_engine(directory / ONNX_FILE, directory / ENGINE_FILE, batch=arguments["batch"],
-                        workspace_gb=arguments["workspace_gb"], dla_core=arguments["dla_core"],
-                        timing_cache=Path(arguments["timing_cache"]) if arguments["timing_cache"] else None)
+    s = record.settings
+    info = build_engine(directory / ONNX_FILE, directory / ENGINE_FILE, batch=tuple(s.batch), precision=precision,
+                        workspace_gb=s.workspace_gb, dla_core=s.dla_core,
+                        timing_cache=Path(s.timing_cache) if s.timing_cache else None)
     info["sha256"] = sha256_file(directory / ENGINE_FILE)
     info["onnx_sha256"] = sha256_file(directory / ONNX_FILE)
     record.engine = info
@@ -140,8 +159,10 @@ def build_engine_into(directory: Path, built) -> dict:
 def build_engine_in_dir(directory, *, batch=None, workspace_gb=None, dla_core=None, timing_cache=None) -> dict:
     """``vit-edge build-engine DIR``: build (or rebuild) the engine of a TensorRT --out directory here.
 
-    Settings default to those recorded at convert time; the manifest is rewritten atomically."""
+    Settings default to those recorded at convert time; the trtexec lines and the manifest are rewritten
+    (atomically) to match what was built."""
     from vit_edge.artifact import FileEntry, file_entries, read_manifest
+    from vit_edge.convert.tensorrt import dla
     from vit_edge.errors import ArtifactError
 
     directory = Path(directory)
@@ -152,10 +173,16 @@ def build_engine_in_dir(directory, *, batch=None, workspace_gb=None, dla_core=No
     if not (directory / ONNX_FILE).is_file():
         raise ArtifactError(f"{directory}: {ONNX_FILE} is missing", hint="re-run vit-edge convert --target tensorrt")
     recorded = manifest.tensorrt.settings or TensorRTSettings()
+    cache = timing_cache or recorded.timing_cache
     settings = TensorRTSettings(batch=list(batch or recorded.batch or DEFAULT_BATCH),
                                 workspace_gb=workspace_gb if workspace_gb is not None else recorded.workspace_gb,
                                 dla_core=dla_core if dla_core is not None else recorded.dla_core,
-                                timing_cache=timing_cache or recorded.timing_cache)
+                                timing_cache=str(Path(cache).resolve()) if cache else None,
+                                trt_version=recorded.trt_version, extra=recorded.extra)
+    precision = manifest.precision or "fp32"
+    dla.check_request(precision, settings.dla_core, tuple(settings.batch))
+    if settings.timing_cache and not Path(settings.timing_cache).parent.is_dir():
+        raise OutputError(f"--timing-cache {cache}: its folder does not exist", hint="create it or pick another path")
     from vit_edge.convert.tensorrt.engine import unavailable_reason
 
     reason = unavailable_reason()
@@ -163,29 +190,11 @@ def build_engine_in_dir(directory, *, batch=None, workspace_gb=None, dla_core=No
         raise BackendUnavailable(f"cannot build a TensorRT engine here: {reason}",
                                  hint="run vit-edge build-engine on the target (TensorRT >= 10 and a CUDA GPU)")
     manifest.tensorrt.settings = settings
-    info = build_engine_into(directory, manifest)
+    _record_trtexec(manifest.tensorrt, manifest.preprocess, _input_name(directory / ONNX_FILE), precision)
+    info = build_engine_into(directory, manifest, precision)
     manifest.files = {name: FileEntry.from_dict(entry) for name, entry in file_entries(directory).items()}
     manifest.write(directory)
     return info
-
-
-def trtexec_command(preprocess, *, input_name: str, batch, workspace_gb=None, dla_core=None,
-                    timing_cache=None) -> str:
-    """The trtexec line that builds the same engine (run inside the --out directory).
-
-    --stronglyTyped is required on TensorRT 10 and a no-op on 11; --memPoolSize takes MiB
-    (https://docs.nvidia.com/deeplearning/tensorrt/11.4.1/api/migration/tensorrt-10x-to-11x-trtexec.html)."""
-    h, w = preprocess.input_size
-    shape = lambda b: f"{input_name}:{b}x{preprocess.channels}x{h}x{w}"  # noqa: E731
-    parts = ["trtexec", f"--onnx={ONNX_FILE}", f"--saveEngine={ENGINE_FILE}", "--stronglyTyped",
-             f"--minShapes={shape(batch[0])}", f"--optShapes={shape(batch[1])}", f"--maxShapes={shape(batch[2])}"]
-    if workspace_gb:
-        parts.append(f"--memPoolSize=workspace:{max(1, round(workspace_gb * 1024))}")
-    if dla_core is not None:
-        parts += [f"--useDLACore={dla_core}", "--allowGPUFallback"]
-    if timing_cache:
-        parts.append(f"--timingCacheFile={timing_cache}")
-    return shlex.join(parts)
 
 
 def _input_name(path: Path) -> str:

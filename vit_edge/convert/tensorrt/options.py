@@ -26,7 +26,7 @@ def parse_batch_profile(ctx, param, value):
 def version_tuple(text) -> tuple:
     """``"10.3"`` / ``"10.3.0.26"`` / ``"11"`` -> ``(10, 3)``; ValueError for anything else or < 10.0."""
     parts = str(text).strip().split(".")
-    if not parts or not all(p.isdigit() for p in parts[:2]) or len(parts[0]) == 0:
+    if not all(p.isdigit() for p in parts[:2]):
         raise ValueError(f"not a TensorRT version: {text!r}")
     major, minor = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
     if major < 10:
