@@ -102,3 +102,16 @@ def manifests_match_the_schema():
     manifest_module.Manifest.write = checked_write
     yield written
     manifest_module.Manifest.write = original
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Caches (compiled OpenVINO models, reference outputs) go to a folder of this test session, never the
+    user's ~/.cache: a test must not be served what an earlier run or another checkout left there."""
+    previous = os.environ.get("VIT_EDGE_CACHE_DIR")
+    os.environ["VIT_EDGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("vit-edge-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("VIT_EDGE_CACHE_DIR", None)
+    else:
+        os.environ["VIT_EDGE_CACHE_DIR"] = previous

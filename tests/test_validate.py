@@ -15,6 +15,12 @@ from vit_edge.demo import WEIGHTS
 pytestmark = pytest.mark.slow  # converts models: the full suite runs it, the quick check does not
 
 
+@pytest.fixture(autouse=True)
+def _private_reference_cache(tmp_path, monkeypatch):
+    """validate caches reference outputs; tests keep theirs out of the user's ~/.cache."""
+    monkeypatch.setenv("VIT_EDGE_CACHE_DIR", str(tmp_path / "cache"))
+
+
 def test_demo_onnx_passes_against_its_torch_reference(demo_onnx, tmp_path):
     report = tmp_path / "report.json"
     result = run_cli("validate", demo_onnx, "--data", "digits:test", "--json", report,
@@ -28,6 +34,9 @@ def test_demo_onnx_passes_against_its_torch_reference(demo_onnx, tmp_path):
     assert data["candidate"]["top1"] == data["reference"]["top1"]
     assert data["reference"]["target"] == "torch" and data["candidate"]["target"] == "onnx"
     assert data["max_abs_error"] <= 1e-4 and data["mean_cosine"] > 0.99999
+    assert data["top1_drop"]["value"] == 0 and data["top1_drop"]["mcnemar_p"] == 1.0
+    assert data["flip_count"] == 0 and data["flips"] == [] and data["agreement_ci95"][1] == 1.0
+    assert data["reference"]["source"] == "computed" and data["reference"]["runtime"] == "torch"
     assert "PASSED" in (tmp_path / "report.md").read_text()
     suite = ET.parse(tmp_path / "junit.xml").getroot()
     assert suite.get("tests") == "1" and suite.get("failures") == "0"

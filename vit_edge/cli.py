@@ -134,7 +134,15 @@ def _params(decorators) -> list:
 @click.option("--markdown", "markdown_path", type=click.Path(), help="Write the report as Markdown.")
 @click.option("--junit", "junit_path", type=click.Path(), help="Write the result as JUnit XML for CI.")
 @click.option("--device", default=None, help="OpenVINO device (CPU, GPU, NPU, AUTO).")
-def validate(candidate, reference, data, limit, json_path, markdown_path, junit_path, device, **kw):
+@click.option("--flips-dir", type=click.Path(file_okay=False),
+              help="Write a contact sheet (flips.png) of the worst flipped images here.")
+@click.option("--no-cache", is_flag=True,
+              help="Recompute the reference instead of using (and filling) the reference cache.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Run inference as Ray tasks over shards: a local Ray, or the cluster at ADDRESS "
+                   "(needs vit-edge[distributed]).")
+def validate(candidate, reference, data, limit, json_path, markdown_path, junit_path, device, flips_dir, no_cache,
+             ray_address, **kw):
     """Check CANDIDATE's parity against its FP32 reference; exit 1 when a threshold fails."""
     from vit_edge.validate import validate_artifact, write_reports
 
@@ -142,7 +150,8 @@ def validate(candidate, reference, data, limit, json_path, markdown_path, junit_
         raise VitEdgeError(f"candidate {candidate} not found", hint="pass an artifact file or --out directory")
     report = validate_artifact(candidate, data=data, reference=reference, limit=limit,
                                thresholds=cli_options.pop(kw, cli_options.THRESHOLD_NAMES),
-                               candidate_options={"device": device} if device else None)
+                               candidate_options={"device": device} if device else None, cache=not no_cache,
+                               ray=ray_address, flips_dir=flips_dir, timing=True)
     write_reports(report, json_path=json_path, markdown_path=markdown_path, junit_path=junit_path)
     click.echo(report.to_text())
     if not report.passed:

@@ -66,6 +66,35 @@ class ImageSet:
             return None
         return image_to_array(image, cfg)
 
+    def item_id(self, index: int) -> str:
+        """What names item ``index`` in a report: its path, else ``SOURCE[index]`` (a built-in set's image, a
+        row of a preprocessed array)."""
+        if self.preprocessed is None and isinstance(self.items[index], (str, Path)):
+            return str(self.items[index])
+        return f"{self.source}[{index}]"
+
+    def indexed_batches(self, cfg: PreprocessConfig, batch_size: int = 32, limit: int | None = None, *,
+                        start: int = 0, stop: int | None = None):
+        """Yield ``(nchw_float32, labels_or_None, indices)``: batch k holds the decodable items of the index
+        window ``[start + k * batch_size, start + (k + 1) * batch_size)`` (fewer when a file does not decode;
+        none when none does), so the same window always makes the same batch: a shard that starts at a
+        multiple of ``batch_size`` sees exactly the batches a single pass sees. ``indices`` are the items'
+        indices (:meth:`item_id` names them)."""
+        n = len(self) if limit is None else min(limit, len(self))
+        stop = n if stop is None else min(stop, n)
+        for first in range(start, stop, batch_size):
+            window = range(first, min(stop, first + batch_size))
+            if self.preprocessed is not None:
+                arrays, kept = self.preprocessed[window.start:window.stop], list(window)
+            else:
+                decoded = [(i, self.decode(i, cfg)) for i in window]
+                kept = [i for i, array in decoded if array is not None]
+                if not kept:
+                    continue
+                arrays = np.stack([array for _i, array in decoded if array is not None])
+            labels = None if self.labels is None else np.asarray([self.labels[i] for i in kept])
+            yield check_batch(arrays, cfg), labels, np.asarray(kept, dtype=np.int64)
+
     def batches(self, cfg: PreprocessConfig, batch_size: int = 32, limit: int | None = None):
         """Yield ``(nchw_float32, labels_or_None)``; undecodable files are skipped and recorded."""
         n = len(self) if limit is None else min(limit, len(self))

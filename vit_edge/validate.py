@@ -1,15 +1,23 @@
-"""Parity of a converted model against its FP32 reference, on real data; a report whose truth is pass/fail."""
+"""Parity of a converted model against its FP32 reference, on real data; a report whose truth is pass/fail.
+
+``compare`` streams both runtimes over an image set (:mod:`vit_edge.streaming`), :func:`build_report` turns
+the outputs into metrics, the gate (:mod:`vit_edge.gate`: the paired CI of the top-1 drop, McNemar, what
+flipped) and the failures; ``validate_artifact`` adds the reference cache (:mod:`vit_edge.reference_cache`),
+Ray (:mod:`vit_edge.ray_shards`) and the contact sheet. Renderings live in :mod:`vit_edge.report_render`.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from vit_edge import metrics
-from vit_edge.errors import DataError, VitEdgeError
+from vit_edge import gate, metrics, report_render, streaming
+from vit_edge.errors import VitEdgeError
 from vit_edge.metrics import Thresholds
 
 log = logging.getLogger("vit_edge")
@@ -34,6 +42,15 @@ class ParityReport:
     data: str = ""
     skipped: int = 0
     failures: list = field(default_factory=list)
+    top1_drop: dict | None = None  # labelled data: value, ci95, mcnemar_p, ... (gate.top1_verdict)
+    agreement_ci95: list | None = None
+    flip_count: int = 0
+    flips: list = field(default_factory=list)
+    per_class: list | None = None
+    agreement_by_margin: list | None = None
+    notes: list = field(default_factory=list)
+    timing: dict | None = None  # seconds; only when asked (reports of identical runs stay identical)
+    contact_sheet: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -43,127 +60,130 @@ class ParityReport:
         return self.passed
 
     def summary(self) -> dict:
+        """The compact record (what convert keeps in the manifest as ``validation``)."""
         return {"passed": self.passed, "samples": self.samples, "top1_agreement": self.top1_agreement,
                 "mean_cosine": self.mean_cosine, "min_cosine": self.min_cosine,
                 "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
                 "reference": self.reference, "candidate": self.candidate,
                 "thresholds": self.thresholds.to_dict(), "failures": self.failures, "task": self.task, "data": self.data,
-                "skipped_files": self.skipped}
+                "skipped_files": self.skipped, "top1_drop": self.top1_drop, "agreement_ci95": self.agreement_ci95,
+                "flip_count": self.flip_count, "notes": self.notes}
+
+    def to_dict(self) -> dict:
+        """The whole report (``--json``): the summary, the flipped images and the tables."""
+        out = {**self.summary(), "flips": self.flips, "per_class": self.per_class,
+               "agreement_by_margin": self.agreement_by_margin}
+        if self.timing is not None:
+            out["timing"] = self.timing
+        if self.contact_sheet:
+            out["contact_sheet"] = self.contact_sheet
+        return out
 
     def to_markdown(self) -> str:
-        ref, cand = self.reference, self.candidate
-        pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
-        lines = [f"# Parity report: {'PASSED' if self.passed else 'FAILED'}", "",
-                 f"Data: `{self.data}`, {self.samples} samples" + (f" ({self.skipped} files skipped)"
-                                                                   if self.skipped else ""), "",
-                 "| | reference | candidate |", "|---|---|---|",
-                 f"| model | {ref['name']} | {cand['name']} |",
-                 f"| backend / precision | {_precision(ref)} | {_precision(cand)} |",
-                 f"| top-1 | {pct(ref.get('top1'))} | {pct(cand.get('top1'))} |", "",
-                 "| metric | value | threshold |", "|---|---|---|"]
-        th = self.thresholds.to_dict()
-        if self.task == "classify":
-            lines.append(f"| top-1 agreement | {pct(self.top1_agreement)} | >= {pct(th['min_agreement'])} |")
-            if ref.get("top1") is not None:
-                drop = 100 * (ref["top1"] - cand["top1"])
-                lines.append(f"| top-1 drop | {drop:.2f} pts | <= {th['max_top1_drop']} pts |")
-        lines += [f"| mean cosine | {self.mean_cosine:.6f} | " +
-                  (f">= {th['min_cosine']} |" if self.task == "features" else "- |"),
-                  f"| max abs error | {self.max_abs_error:.4g} | - |"]
-        if self.failures:
-            lines += ["", "Failures:"] + [f"- {f}" for f in self.failures]
-        return "\n".join(lines) + "\n"
+        return report_render.markdown(self)
 
     def to_text(self) -> str:
         """The terminal rendering: both sides in columns, the metrics, PASSED or FAILED."""
-        pct = lambda v: "   -   " if v is None else f"{100 * v:6.2f}%"  # noqa: E731
-        ref, cand = self.reference, self.candidate
-        lines = [f"{'':18}{'reference':>24}  {'candidate':>24}",
-                 f"{'model':18}{ref['name'][-24:]:>24}  {cand['name'][-24:]:>24}",
-                 f"{'backend':18}{ref['target'] + '/' + ref['precision']:>24}  {_backend(cand):>24}",
-                 f"{'top-1':18}{pct(ref['top1']):>24}  {pct(cand['top1']):>24}",
-                 f"samples {self.samples}  agreement {100 * self.top1_agreement:.2f}%  "
-                 f"mean cosine {self.mean_cosine:.6f}  max abs error {self.max_abs_error:.3g}"
-                 + (f"  skipped files {self.skipped}" if self.skipped else ""),
-                 "PASSED" if self.passed else "FAILED: " + "; ".join(self.failures)]
-        return "\n".join(lines)
+        return report_render.text(self)
 
     def to_junit(self) -> str:
-        from xml.sax.saxutils import escape, quoteattr
-
-        name = quoteattr(f"parity {self.candidate['name']} vs {self.reference['name']}")
-        body = ""
-        if self.failures:
-            body = f"<failure message={quoteattr('; '.join(self.failures))}>{escape(self.to_markdown())}</failure>"
-        return ('<?xml version="1.0" encoding="utf-8"?>\n'
-                f'<testsuite name="vit-edge validate" tests="1" failures="{int(not self.passed)}">'
-                f'<testcase classname="vit_edge.validate" name={name}>{body}</testcase></testsuite>\n')
+        return report_render.junit(self)
 
 
-def _backend(side: dict) -> str:
-    """target/precision, plus the precision the backend really ran when it reports one (OpenVINO)."""
-    ran = side.get("inference_precision")
-    return f"{side['target']}/{side['precision']}" + (f" ({ran})" if ran else "")
-
-
-def _precision(side: dict) -> str:
-    ran = side.get("inference_precision")
-    return f"{side['target']} / {side['precision']}" + (f" (ran {ran} on {side.get('device', '?')})" if ran else "")
-
-
-def _side(runtime, top1) -> dict:
+def side_info(runtime) -> dict:
     info = runtime.info()
     return {"name": info["name"], "target": info["target"], "precision": info["precision"],
-            "top1": top1, **({"device": info["device"]} if "device" in info else {}),
+            **({"device": info["device"]} if "device" in info else {}),
             **({"inference_precision": info["inference_precision"]} if "inference_precision" in info else {})}
 
 
-def compare(candidate, reference, images, *, limit: int | None = None, batch_size: int = 32,
-            thresholds: Thresholds | dict | None = None, progress: bool = True) -> ParityReport:
-    """Run both runtimes on ``images`` (an ImageSet) with the candidate's preprocessing and compare."""
-    from vit_edge.progress import progress_bar
-
-    th = thresholds if isinstance(thresholds, Thresholds) else Thresholds.from_options(thresholds)
-    total = len(images) if limit is None else min(limit, len(images))
-    ref_out, cand_out, labels = [], [], []
-    with progress_bar(desc="validate", total=total, enabled=progress) as bar:
-        for batch, y in images.batches(candidate.preprocess, batch_size=batch_size, limit=limit):
-            cand_out.append(candidate.run(batch))
-            ref_out.append(reference.run(batch))
-            if y is not None:
-                labels.append(y)
-            bar.update(len(batch))
-    if not cand_out:
-        raise DataError(f"{images.source}: no decodable images ({len(images.skipped)} files skipped)",
-                        hint="point --data at a folder of images")
-    cand, ref = np.concatenate(cand_out).astype(np.float64), np.concatenate(ref_out).astype(np.float64)
+def build_report(cand: np.ndarray, ref: np.ndarray, labels, indices, *, images, candidate: dict, reference: dict,
+                 thresholds: Thresholds, task: str, total: int, names=None) -> ParityReport:
+    """Metrics, gate and flips from the two sides' outputs (rows in data order)."""
+    cand, ref = np.asarray(cand).astype(np.float64), np.asarray(ref).astype(np.float64)
     if cand.shape != ref.shape:
         raise VitEdgeError("candidate and reference outputs differ in shape",
                            expected=f"reference {ref.shape}", got=f"candidate {cand.shape}")
+    th = thresholds
     cos = metrics.row_cosines(cand, ref)
     agreement = metrics.agreement(cand, ref)
     ref_top1 = cand_top1 = None
-    if labels:
-        y = np.concatenate(labels)
+    if labels is not None:
+        y = np.asarray(labels)
         ref_top1, cand_top1 = float((ref.argmax(1) == y).mean()), float((cand.argmax(1) == y).mean())
-    task = candidate.task
-    report = ParityReport(reference=_side(reference, ref_top1), candidate=_side(candidate, cand_top1),
+    report = ParityReport(reference={**reference, "top1": ref_top1}, candidate={**candidate, "top1": cand_top1},
                           samples=len(cand), top1_agreement=agreement, mean_cosine=float(cos.mean()),
                           min_cosine=float(cos.min()), max_abs_error=metrics.max_abs_error(cand, ref),
                           max_rel_error=metrics.max_rel_error(cand, ref),
-                          thresholds=th, task=task, data=images.source, skipped=len(images.skipped))
+                          thresholds=th, task=task, data=images.source, skipped=total - len(cand))
     if not np.isfinite(cand).all():
         report.failures.append("the candidate produced NaN or Inf")
     if task == "features":
         if report.mean_cosine < th.min_cosine:
             report.failures.append(f"mean cosine {report.mean_cosine:.5f} < {th.min_cosine}")
-    else:
-        if agreement < th.min_agreement:
-            report.failures.append(f"top-1 agreement {100 * agreement:.2f}% < {100 * th.min_agreement:.2f}%")
-        if ref_top1 is not None and 100 * (ref_top1 - cand_top1) > th.max_top1_drop:
-            report.failures.append(f"top-1 dropped {100 * (ref_top1 - cand_top1):.2f} pts "
-                                   f"({100 * ref_top1:.2f}% -> {100 * cand_top1:.2f}%) > {th.max_top1_drop} pts")
+        return report
+    agreeing = int((cand.argmax(1) == ref.argmax(1)).sum())
+    report.agreement_ci95 = gate.agreement_ci(agreeing, len(cand))
+    if agreement < th.min_agreement:
+        lo, hi = report.agreement_ci95
+        report.failures.append(f"top-1 agreement {100 * agreement:.2f}% < {100 * th.min_agreement:.2f}% "
+                               f"(95% CI {100 * lo:.2f}..{100 * hi:.2f}%)")
+    if labels is not None:
+        y = np.asarray(labels)
+        record, failure, note = gate.top1_verdict(ref.argmax(1) == y, cand.argmax(1) == y, th.max_top1_drop)
+        report.top1_drop = record
+        if failure:
+            report.failures.append(failure)
+        if note:
+            report.notes.append(note)
+    flips = gate.flip_analysis(ref, cand, labels, indices, images.item_id, images.class_names or names)
+    report.flips, report.flip_count = flips["flips"], flips["flip_count"]
+    report.per_class, report.agreement_by_margin = flips["per_class"], flips["agreement_by_margin"]
     return report
+
+
+def compare(candidate, reference, images, *, limit: int | None = None, batch_size: int = 32,
+            thresholds: Thresholds | dict | None = None, progress: bool = True) -> ParityReport:
+    """Run both runtimes on ``images`` (an ImageSet) with the candidate's preprocessing and compare.
+    ``reference`` is a runtime, or a :class:`~vit_edge.reference_cache.CachedReference` (its outputs)."""
+    th = thresholds if isinstance(thresholds, Thresholds) else Thresholds.from_options(thresholds)
+    got = _collect(candidate, reference, images, limit=limit, batch_size=batch_size, progress=progress)
+    return _report(got, candidate, reference, images, th, limit)
+
+
+def _collect(candidate, reference, images, *, limit, batch_size, progress) -> streaming.Collected:
+    from vit_edge.progress import progress_bar
+    from vit_edge.reference_cache import CachedReference
+
+    cached = isinstance(reference, CachedReference)
+    runners = {"candidate": candidate} if cached else {"candidate": candidate, "reference": reference}
+    with progress_bar(desc="validate", total=streaming.considered(images, limit), enabled=progress) as bar:
+        got = streaming.run_windows(images, candidate.preprocess, runners, batch_size=batch_size, limit=limit,
+                                    bar=bar)
+    streaming.require_images(got, images, streaming.considered(images, limit))
+    if cached:
+        if not np.array_equal(got.indices, reference.indices):
+            raise StaleReference(f"{reference.path}: the cached reference covers other images")
+        got.outputs["reference"] = reference.outputs
+    return got
+
+
+class StaleReference(VitEdgeError):
+    """A cache entry that does not line up with the images decoded now (recomputed, never served)."""
+
+
+def _report(got, candidate, reference, images, th, limit, ref_info=None) -> ParityReport:
+    from vit_edge.reference_cache import CachedReference
+
+    if ref_info is None:
+        if isinstance(reference, CachedReference):
+            ref_info = {**reference.info, "source": "cache", "cache_key": reference.key[:16]}
+        else:
+            ref_info = {**side_info(reference), "source": "computed"}
+    ref_info.setdefault("runtime", ref_info["target"])
+    return build_report(got.outputs["candidate"], got.outputs["reference"], got.labels, got.indices, images=images,
+                        candidate=side_info(candidate), reference=ref_info, thresholds=th, task=candidate.task,
+                        total=streaming.considered(images, limit), names=candidate.labels)
 
 
 def reference_for(candidate_path: Path, manifest, reference=None, **options):
@@ -179,29 +199,102 @@ def reference_for(candidate_path: Path, manifest, reference=None, **options):
 
 
 def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds=None, write_to=None,
-                      progress: bool = True, candidate_options: dict | None = None) -> ParityReport:
-    """Load the candidate artifact and its reference, compare them on ``data``; write reports if asked."""
-    from vit_edge import runtimes
+                      progress: bool = True, candidate_options: dict | None = None, cache: bool = False,
+                      ray: str | None = None, flips_dir=None, batch_size: int = 32,
+                      timing: bool = False) -> ParityReport:
+    """Load the candidate artifact and its reference, compare them on ``data``; write reports if asked.
+
+    ``cache``: serve the reference's outputs from (and store them in) the reference cache. ``ray``: run
+    inference as Ray tasks ("local" or a cluster address). ``flips_dir``: write a contact sheet of the worst
+    flips there. ``timing``: record seconds in the report (off by default: identical runs, identical files)."""
+    from vit_edge import reference_cache, runtimes
     from vit_edge.data import load_images
 
+    started = time.perf_counter()
+    th = thresholds if isinstance(thresholds, Thresholds) else Thresholds.from_options(thresholds)
     cand_rt = runtimes.load(candidate, **(candidate_options or {}))
-    ref_rt = reference_for(Path(candidate), cand_rt.manifest, reference, preprocess=cand_rt.preprocess)
+    make_reference = functools.partial(reference_for, Path(candidate), cand_rt.manifest, reference,
+                                       preprocess=cand_rt.preprocess)
     try:
         images = load_images(data, cand_rt.labels)
-        report = compare(cand_rt, ref_rt, images, limit=limit, thresholds=thresholds, progress=progress)
+        key = parts = cached = None
+        if cache:
+            key, parts = reference_cache.make_key(reference_cache.reference_identity(cand_rt.manifest, reference),
+                                                  cand_rt.preprocess, reference_cache.data_identity(images),
+                                                  limit=limit, batch_size=batch_size)
+            cached = reference_cache.load(key)
+        if ray is not None:  # workers may run elsewhere: paths made absolute
+            named = str(Path(reference).resolve()) if reference is not None and Path(str(reference)).exists() \
+                else reference
+            ray_reference = functools.partial(reference_for, Path(candidate).resolve(), cand_rt.manifest, named,
+                                              preprocess=cand_rt.preprocess)
+            got, ref_info = _collect_on_ray(ray, candidate, candidate_options, ray_reference, cached, images,
+                                            cand_rt, batch_size, limit)
+        else:
+            got, ref_info = _collect_here(cand_rt, make_reference, cached, images, batch_size, limit, progress)
+        report = _report(got, cand_rt, None, images, th, limit, ref_info=ref_info)
+        if cache and ref_info["source"] == "computed":  # a miss (or a stale entry, replaced)
+            stored = reference_cache.store(key, parts, got.outputs["reference"], got.indices,
+                                           {k: v for k, v in ref_info.items() if k != "source"})
+            if stored:
+                report.reference["cache_key"] = key[:16]
+        if timing:
+            report.timing = {"seconds": round(time.perf_counter() - started, 3), "executor": "ray" if ray else "local",
+                             **{f"{k}_seconds": round(v, 3) for k, v in got.seconds.items()}}
+        if flips_dir is not None:
+            from vit_edge.contact_sheet import write_contact_sheet
+
+            report.contact_sheet = str(write_contact_sheet(report, images, cand_rt.preprocess, flips_dir))
     finally:
         cand_rt.close()
-        ref_rt.close()
     if write_to is not None:
         write_reports(report, json_path=Path(write_to) / "report.json", markdown_path=Path(write_to) / "report.md")
     return report
+
+
+def _collect_here(cand_rt, make_reference, cached, images, batch_size, limit, progress):
+    """One process: the candidate and (unless cached) the reference, batch by batch."""
+    if cached is not None:
+        try:
+            got = _collect(cand_rt, cached, images, limit=limit, batch_size=batch_size, progress=progress)
+            return got, {**cached.info, "source": "cache", "cache_key": cached.key[:16]}
+        except StaleReference as exc:
+            log.warning("%s; recomputing it", exc.message)
+    ref_rt = make_reference()
+    try:
+        got = _collect(cand_rt, ref_rt, images, limit=limit, batch_size=batch_size, progress=progress)
+        return got, {**side_info(ref_rt), "source": "computed"}
+    finally:
+        ref_rt.close()
+
+
+def _collect_on_ray(address, candidate, candidate_options, make_reference, cached, images, cand_rt, batch_size,
+                    limit):
+    from vit_edge import ray_shards, runtimes
+
+    factories = {"candidate": functools.partial(runtimes.load, str(Path(candidate).resolve()),
+                                                **(candidate_options or {}))}
+    if cached is None:
+        factories["reference"] = make_reference
+    got = ray_shards.collect(address, images, cand_rt.preprocess, factories, batch_size=batch_size, limit=limit)
+    streaming.require_images(got, images, streaming.considered(images, limit))
+    if cached is not None and np.array_equal(got.indices, cached.indices):
+        got.outputs["reference"] = cached.outputs
+        return got, {**cached.info, "source": "cache", "cache_key": cached.key[:16]}
+    if cached is not None:  # stale: compute the reference too
+        more = ray_shards.collect(address, images, cand_rt.preprocess, {"reference": make_reference},
+                                  batch_size=batch_size, limit=limit)
+        got.outputs["reference"], got.info["reference"] = more.outputs["reference"], more.info["reference"]
+    ref = got.info["reference"]
+    return got, {k: ref[k] for k in ("name", "target", "precision", "device", "inference_precision") if k in ref} | {
+        "source": "computed"}
 
 
 def write_reports(report: ParityReport, *, json_path=None, markdown_path=None, junit_path=None) -> None:
     from vit_edge.artifact import write_json, write_text
 
     if json_path:
-        write_json(json_path, report.summary())
+        write_json(json_path, report.to_dict())
     if markdown_path:
         write_text(markdown_path, report.to_markdown())
     if junit_path:

@@ -74,8 +74,7 @@ class Score:
     def to_dict(self) -> dict:
         return {"recipe": self.recipe.name, "preset": self.recipe.preset,
                 "smooth_quant_alpha": self.recipe.smooth_quant_alpha, "top1_agreement": self.agreement,
-                "mean_cosine": self.mean_cosine, "int8_mac_share": self.int8_mac_share,
-                "seconds": round(self.seconds, 1)}
+                "mean_cosine": self.mean_cosine, "int8_mac_share": self.int8_mac_share}
 
 
 def search(model, recipes: list, quantize, infer, scoring: list, *, task: str = "classify", coverage=None):
@@ -93,8 +92,8 @@ def search(model, recipes: list, quantize, infer, scoring: list, *, task: str = 
                             float(np.mean(metrics.row_cosines(out, reference))), time.perf_counter() - started,
                             coverage(quantized) if coverage is not None else None))
         models[recipe] = quantized
-        log.info("INT8 recipe %s: agreement %.4f, mean cosine %.6f", recipe.name, scored[-1].agreement,
-                 scored[-1].mean_cosine)
+        log.info("INT8 recipe %s: agreement %.4f, mean cosine %.6f (%.1f s)", recipe.name, scored[-1].agreement,
+                 scored[-1].mean_cosine, scored[-1].seconds)
     # Stable: among equals the earlier candidate (NNCF's defaults come first) wins.
     ranked = sorted(scored, key=lambda s: s.key(task), reverse=True)
     top = ranked[0]
