@@ -15,18 +15,11 @@ class ONNXTarget(Target):
     summary = "ONNX for ONNX Runtime (Q/DQ for INT8)"
 
     def build(self, job) -> Built:
-        from vit_edge.convert.stages.export import export_fp32, stamp_metadata
+        from vit_edge.convert.stages.export import stamp_metadata
+        from vit_edge.convert.stages.precision import onnx_in_precision
 
         path = job.workdir / ARTIFACT
-        export_fp32(job, path)
-        if job.precision == "fp16":
-            from vit_edge.convert.stages.fp16 import convert_fp16
-
-            convert_fp16(path, path, job)
-        elif job.precision == "int8":
-            from vit_edge.convert.stages.quantize import quantize_onnx
-
-            quantize_onnx(job, path, path)
+        onnx_in_precision(job, path)
         job.manifest.artifact = ARTIFACT
         stamp_metadata(job, path)
         return Built(artifact=ARTIFACT)

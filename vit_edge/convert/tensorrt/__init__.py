@@ -75,20 +75,15 @@ class TensorRTTarget(Target):
     def build(self, job) -> Built:
         import onnx
 
-        from vit_edge.convert.stages.export import export_fp32, stamp_metadata
+        from vit_edge.convert.stages.export import stamp_metadata
+        from vit_edge.convert.stages.precision import onnx_in_precision
         from vit_edge.convert.tensorrt import checks, dla
 
         path = job.workdir / ONNX_FILE
-        export_fp32(job, path)
-        if job.precision == "fp16":
-            from vit_edge.convert.stages.fp16 import convert_fp16
-
-            convert_fp16(path, path, job)
-        elif job.precision == "int8":
+        record = onnx_in_precision(job, path, symmetric_activations=True)
+        if job.precision == "int8":
             from vit_edge.convert.stages import qdq
-            from vit_edge.convert.stages.quantize import quantize_onnx
 
-            record = quantize_onnx(job, path, path, symmetric_activations=True)
             model = onnx.load(str(path))
             record.uint8_qdq_rewritten_to_int8 = qdq.make_signed(model)
             onnx.save(model, str(path))
