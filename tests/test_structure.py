@@ -119,7 +119,7 @@ def test_stages_and_targets_never_import_validate_or_the_cli():
 
 
 def test_the_bottom_layer_imports_only_errors():
-    bottom = ["vit_edge.errors", "vit_edge.metrics", "vit_edge.targets", "vit_edge.artifact.records"]
+    bottom = ["vit_edge.errors", "vit_edge.metrics", "vit_edge.targets", "vit_edge.cache", "vit_edge.artifact.records"]
     assert _violations(bottom, [n for n in MODULES if n not in ("vit_edge", "vit_edge.errors")]) == []
 
 

@@ -50,13 +50,9 @@ class CachedReference:
 
 
 def cache_dir() -> Path | None:
-    value = os.environ.get("VIT_EDGE_CACHE_DIR")
-    if value is not None and value.strip().lower() in ("off", "0", "false", "no", ""):
-        return None
-    if value:
-        return Path(value) / "reference"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vit-edge" / "reference"
+    from vit_edge.cache import cache_dir as folder
+
+    return folder("reference")
 
 
 def _stat(path) -> list:

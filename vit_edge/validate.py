@@ -22,7 +22,6 @@ from vit_edge.metrics import Thresholds
 
 log = logging.getLogger("vit_edge")
 
-DEFAULT_THRESHOLDS = Thresholds()
 
 
 @dataclass

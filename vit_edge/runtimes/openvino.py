@@ -178,12 +178,17 @@ def _cache_dir(option) -> str | None:
     from a stale entry. An unwritable folder only turns caching off."""
     import os
 
-    value = option if option is not None else os.environ.get("VIT_EDGE_CACHE_DIR")
-    if value is False or str(value).lower() in ("off", "0", "false", "no", ""):
-        return None
-    if value is None:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        value = os.path.join(base, "vit-edge", "openvino")
+    from vit_edge.cache import cache_dir, is_off
+
+    if option is not None:
+        if is_off(option):
+            return None
+        value = str(option)
+    else:
+        folder = cache_dir("openvino")
+        if folder is None:
+            return None
+        value = str(folder)
     try:
         os.makedirs(value, exist_ok=True)
     except OSError:

@@ -78,6 +78,7 @@ def _require_one_decodable(images) -> None:
 # Images sampled after the calibration ones to choose the recipe on: enough that one flipped image is 1.6
 # points, few enough to cost seconds per candidate.
 SCORING_IMAGES = 64
+FALLBACK_SCORING_IMAGES = 32  # without held-out images the recipes are compared on calibration images
 
 
 def calibration_for(job):
@@ -227,7 +228,7 @@ def _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info, 
             return nncf.quantize(source, calibration, advanced_parameters=advanced, **arguments)
 
     held_out = calib.scoring is not None and len(calib.scoring) > 0
-    images = calib.scoring if held_out else calib.images[:recipes_fallback_images(len(calib))]
+    images = calib.scoring if held_out else calib.images[:FALLBACK_SCORING_IMAGES]
     scoring = [images[i:i + 1] for i in range(len(images))]  # one image per call: any batch axis works
     quantized, best, ranked = recipes.search(model, candidates, quantize, infer, scoring, task=job.loaded.task,
                                              coverage=coverage)
@@ -242,11 +243,6 @@ def _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info, 
         return quantize(source, best, extra_ignored)
 
     return quantized, info, requantize
-
-
-def recipes_fallback_images(available: int) -> int:
-    """Without held-out images the recipes are compared on (at most 32 of) the calibration images."""
-    return min(32, available)
 
 
 def quantize_onnx(job, src: Path, dst: Path, *, symmetric_activations: bool = False) -> QuantizationRecord:
