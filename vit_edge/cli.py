@@ -196,7 +196,7 @@ def info(artifact):
 
 
 # Commands that live in their own modules, registered when their module imports.
-OPTIONAL_COMMANDS = ("vit_edge.bench_cli", "vit_edge.convert.tensorrt.cli")
+OPTIONAL_COMMANDS = ("vit_edge.bench_cli", "vit_edge.convert.tensorrt.cli", "vit_edge.debug_cli")
 
 
 def make_cli() -> click.Group:

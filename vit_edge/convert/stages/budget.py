@@ -61,6 +61,21 @@ def mac_share(ops: dict, quantized: list, onnx_name) -> float:
     return int8 / total if total else 0.0
 
 
+def rank_by_recovery(model, backend: Backend, names, batches, reference, *, key: str = "agreement",
+                     step=None) -> list:
+    """Return each named operation alone to float (its activation quantization bypassed) and measure the final
+    output against ``reference``: ``[(agreement, mean cosine, name)]``, the best recovery first. ``key``:
+    "agreement" (cosine breaks ties) or "cosine" (agreement breaks ties); ``step()`` is called after each."""
+    gains = []
+    for name in names:
+        out = backend.infer(backend.bypass(model, [name]), batches)
+        gains.append((metrics.agreement(out, reference), float(np.mean(metrics.row_cosines(out, reference))), name))
+        if step is not None:
+            step()
+    gains.sort(key=lambda g: (g[1], g[0]) if key == "cosine" else (g[0], g[1]), reverse=True)
+    return gains
+
+
 def apply(model, backend: Backend, ops: dict, data: np.ndarray, labels, thresholds, task: str,
           data_source: str) -> tuple[object, dict]:
     """Meet the budget starting from the quantized ``model``; return the model and the record."""
@@ -78,11 +93,8 @@ def apply(model, backend: Backend, ops: dict, data: np.ndarray, labels, threshol
         return model, record
     rank = batches[: max(1, RANK_IMAGES // 16)]
     rank_ref = reference[:sum(len(b) for b in rank)]
-    gains = []
-    for name in quantized:
-        out = backend.infer(backend.bypass(model, [name]), rank)
-        gains.append((metrics.agreement(out, rank_ref), float(np.mean(metrics.row_cosines(out, rank_ref))), name))
-    gains.sort(key=lambda g: (g[1], g[0]) if task == "features" else (g[0], g[1]), reverse=True)
+    gains = rank_by_recovery(model, backend, quantized, rank, rank_ref, key="cosine" if task == "features" else
+                             "agreement")
     order = [name for _, _, name in gains]
     record["ranking"] = [{"name": n, "module": getattr(ops.get(backend.onnx_name(n)), "module", None),
                           "agreement": a, "mean_cosine": c} for a, c, n in gains[:10]]

@@ -11,6 +11,9 @@ from vit_edge.convert.stages.budget import Backend
 from vit_edge.convert.stages.opmap import GEMM_OPS
 
 OPENVINO_GEMMS = ("MatMul", "Convolution")
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+# Ops that only move values: a quantizer may sit before them and still feed the op after them.
+LAYOUT_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten")
 
 
 # ---------------------------------------------------------------- ONNX (Q/DQ)
@@ -20,27 +23,56 @@ def _producers(model) -> dict:
     return {out: node for node in model.graph.node for out in node.output}
 
 
-def onnx_quantized_ops(model) -> list:
-    """GEMM nodes whose first (activation) input comes through QuantizeLinear -> DequantizeLinear."""
-    producers = _producers(model)
+def _onnx_site(producers, inits, node, index, through):
+    """(node whose input reads the dequantized tensor, that input's position, the QuantizeLinear) when input
+    ``index`` of ``node`` is an activation that came through QuantizeLinear -> DequantizeLinear, maybe via
+    the layout-only ops ``through``; else None."""
+    reader, position = node, index
+    tensor = node.input[index] if index < len(node.input) else ""
+    source = producers.get(tensor)
+    while source is not None and source.op_type in through:
+        reader, position = source, 0
+        source = producers.get(source.input[0])
+    if source is None or source.op_type != "DequantizeLinear":
+        return None
+    q = producers.get(source.input[0])
+    if q is None or q.op_type != "QuantizeLinear" or (index > 0 and q.input[0] in inits):
+        return None  # not quantized, or a weight quantized in the graph (modelopt style)
+    return reader, position, q
+
+
+def _onnx_inputs(node, every_input: bool) -> range:
+    return range(len(node.input)) if every_input else range(min(1, len(node.input)))
+
+
+def onnx_quantized_ops(model, op_types=GEMM_OPS, through=(), every_input: bool = False) -> list:
+    """Nodes whose activation input comes through QuantizeLinear -> DequantizeLinear: by default the first
+    (activation) input of the GEMMs. ``op_types`` None: nodes of any type (not Q/DQ, not ``through``);
+    ``through``: layout-only op types allowed between the DequantizeLinear and the node; ``every_input``:
+    any input, not only the first."""
+    producers, inits = _producers(model), {i.name for i in model.graph.initializer}
     found = []
     for node in model.graph.node:
-        if node.op_type in GEMM_OPS:
-            dq = producers.get(node.input[0])
-            q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-            if q is not None and q.op_type == "QuantizeLinear":
+        if (node.op_type in op_types) if op_types is not None else \
+                node.op_type not in (*QDQ_OPS, *through):
+            if any(_onnx_site(producers, inits, node, i, through) for i in _onnx_inputs(node, every_input)):
                 found.append(node.name)
     return found
 
 
-def onnx_bypass(model, names) -> object:
+def onnx_bypass(model, names, through=(), every_input: bool = False) -> object:
+    """A copy of ``model`` where the named nodes read their activation input from before its Q/DQ (the
+    options mean what they mean in :func:`onnx_quantized_ops`)."""
     edited = copy.deepcopy(model)
-    producers = _producers(edited)
+    producers, inits = _producers(edited), {i.name for i in edited.graph.initializer}
     wanted = set(names)
     for node in edited.graph.node:
         if node.name in wanted:
-            dq = producers[node.input[0]]
-            node.input[0] = producers[dq.input[0]].input[0]  # the tensor before Q/DQ
+            for index in _onnx_inputs(node, every_input):
+                site = _onnx_site(producers, inits, node, index, through)
+                if site is not None:
+                    reader, position, q = site
+                    reader.input[position] = q.input[0]  # the tensor before Q/DQ
     return edited
 
 
@@ -60,24 +92,40 @@ def onnx_backend(fp32_model, requantize) -> Backend:
 # ---------------------------------------------------------------- OpenVINO (FakeQuantize)
 
 
-def _activation_fq(op):
-    source = op.input(0).get_source_output().get_node()
-    return source if source.get_type_name() == "FakeQuantize" else None
+def _activation_fq(op, index: int = 0, through=()):
+    """(the input to rewire, the FakeQuantize) when input ``index`` of ``op`` comes from a FakeQuantize,
+    maybe via the layout-only ops ``through``; else None."""
+    port = op.input(index)
+    source = port.get_source_output().get_node()
+    while source.get_type_name() in through:
+        port = source.input(0)
+        source = port.get_source_output().get_node()
+    return (port, source) if source.get_type_name() == "FakeQuantize" else None
 
 
-def openvino_quantized_ops(model) -> list:
+def _openvino_inputs(op, every_input: bool) -> range:
+    return range(op.get_input_size()) if every_input else range(min(1, op.get_input_size()))
+
+
+def openvino_quantized_ops(model, op_types=OPENVINO_GEMMS, through=(), every_input: bool = False) -> list:
+    """Friendly names of the ops whose activation input comes from a FakeQuantize (options as in
+    :func:`onnx_quantized_ops`)."""
     return [op.get_friendly_name() for op in model.get_ordered_ops()
-            if op.get_type_name() in OPENVINO_GEMMS and _activation_fq(op) is not None]
+            if ((op.get_type_name() in op_types) if op_types is not None else
+                op.get_type_name() not in ("FakeQuantize", "Constant", *through))
+            and any(_activation_fq(op, i, through) is not None for i in _openvino_inputs(op, every_input))]
 
 
-def openvino_bypass(model, names) -> object:
+def openvino_bypass(model, names, through=(), every_input: bool = False) -> object:
     edited = model.clone()
     wanted = set(names)
     for op in edited.get_ordered_ops():
         if op.get_friendly_name() in wanted:
-            fq = _activation_fq(op)
-            if fq is not None:
-                op.input(0).replace_source_output(fq.input_value(0))
+            for index in _openvino_inputs(op, every_input):
+                site = _activation_fq(op, index, through)
+                if site is not None:
+                    port, fq = site
+                    port.replace_source_output(fq.input_value(0))
     return edited
 
 
