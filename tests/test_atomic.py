@@ -101,16 +101,18 @@ def test_read_only_out(tmp_path):
     assert not (ro / "sub").exists()
 
 
-def test_failed_convert_keeps_existing_out_and_leaves_no_temp(tmp_path):
-    """A real failure inside the conversion (export parity below an impossible tolerance) with --force."""
+def test_failed_convert_keeps_existing_out_and_leaves_no_temp(tmp_path, demo_onnx):
+    """A real failure inside the conversion (export parity below an impossible tolerance) with --force
+    (which replaces only an earlier artifact: here a copy of the demo's)."""
+    import shutil
+
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("previous artifact")
+    shutil.copytree(demo_onnx, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     result = run_cli("convert", "--out", out, "--force", "--tolerance", "1e-30")
     assert_one_line_error(result, 1, "disagrees with torch")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    assert (out / "keep.txt").read_text() == "previous artifact"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_sigterm_in_library_block_unwinds(tmp_path):

@@ -85,15 +85,42 @@ CLI_CASES = [
             ("convert", "{enc}", "--checkpoint", "{d}/evil.pth"), ("could run code", "refused", "--trust-checkpoint")),
     CliCase("ckpt-for-demo", "convert", "--checkpoint with the built-in demo",
             ("convert", "demo", "--checkpoint", str(DEMO_WEIGHTS)), ("does not apply", "drop --checkpoint")),
+    CliCase("ckpt-torchscript", "convert", "a TorchScript archive as --checkpoint",
+            ("convert", "{enc}", "--checkpoint", "{d}/odd/scripted.pt"), ("TorchScript archive", "torch.jit.load")),
+    CliCase("ckpt-suffix-lies", "convert", "a torch.save file named .safetensors",
+            ("convert", "{enc}", "--checkpoint", "{d}/odd/pickle.safetensors"),
+            ("is a torch.save zip archive, not a safetensors file", "rename it to .pth")),
+    CliCase("ckpt-is-onnx", "convert", "an ONNX model as --checkpoint",
+            ("convert", "{enc}", "--checkpoint", "{d}/odd/model.pth"), ("is an ONNX model", "as MODEL")),
+    CliCase("ckpt-is-numpy", "convert", "a NumPy array saved as .pth", ("convert", "{enc}", "--checkpoint",
+                                                                         "{d}/odd/array.pth"),
+            ("is a NumPy array file", "state dict")),
+    CliCase("ckpt-head-classes", "convert", "checkpoint whose head has another class count",
+            ("convert", "timm:test_vit", "--checkpoint", "{d}/odd/test_vit_7.safetensors"),
+            ("does not fit the model", "classifier has 7 classes", "pass --num-classes 7")),
+    CliCase("num-classes-demo", "convert", "--num-classes for the demo", ("convert", "--num-classes", "5"),
+            ("--num-classes does not apply to a demo model", "timm, hf, torchvision")),
+    CliCase("num-classes-zero", "convert", "--num-classes 0", ("convert", "timm:test_vit", "--num-classes", "0"),
+            ("--num-classes", "x>=1")),
     # ---------------------------------------------------------------- convert: option syntax and conflicts
     CliCase("input-size-syntax", "convert", "--input-size 224x", ("convert", "--input-size", "224x"),
             ("--input-size", "N or H,W")),
     CliCase("input-size-range", "convert", "--input-size 4", ("convert", "--input-size", "4"),
             ("--input-size", "between 8 and 8192")),
-    CliCase("mean-count", "convert", "--mean with two values", ("convert", "--mean", "0.5,0.5"),
-            ("--mean", "needs 3 comma-separated numbers")),
+    CliCase("mean-count", "convert", "--mean with two values for a 3-channel model", ("convert", "--mean", "0.5,0.5"),
+            ("--mean has 2 values", "takes 3 input channels", "or one for every channel")),
     CliCase("mean-syntax", "convert", "--mean a,b,c", ("convert", "--mean", "a,b,c"),
-            ("--mean", "3 comma-separated numbers")),
+            ("--mean", "comma-separated numbers, one per input channel")),
+    CliCase("channels-contradict-model", "convert", "--channels 1 for a model whose first convolution takes 3",
+            ("convert", "--channels", "1"), ("does not run with --channels 1", "takes 3 input channels")),
+    CliCase("onnx-channels", "convert", "--channels 1 for an ONNX whose input has 3 channels",
+            ("convert", "{demo}/model.onnx", "--channels", "1"), ("takes 3-channel input", "--channels 3")),
+    CliCase("onnx-input-size", "convert", "--input-size 64 for an ONNX fixed at 32x32",
+            ("convert", "{d}/fixed32.onnx", "--input-size", "64"), ("takes 32x32 input", "--input-size 32,32")),
+    CliCase("python-package-missing", "convert", "file.py:callable importing a package that is nowhere",
+            ("convert", "{d}/needs_pkg.py:build"), ("ModuleNotFoundError", "packages beside the file are importable")),
+    CliCase("input-size-demo", "convert", "--input-size 64 for the demo (built for 32x32)",
+            ("convert", "--input-size", "64"), ("cannot run at input size 64x64", "drop --input-size", "32x32")),
     CliCase("std-zero", "convert", "--std with a zero", ("convert", "--std", "0,0.5,0.5"),
             ("--std", "must be positive")),
     CliCase("interpolation-typo", "convert", "--interpolation lanczos", ("convert", "--interpolation", "lanczos"),
@@ -118,14 +145,46 @@ CLI_CASES = [
             ("needs labelled validation data", "--validate")),
     CliCase("labels-missing", "convert", "--labels file missing", ("convert", "--labels", "{d}/missing.txt"),
             ("cannot read labels file",)),
+    CliCase("labels-json-deep", "convert", "--labels JSON nested 100,000 deep",
+            ("convert", "--labels", "{d}/odd/deep.json"), ("nests too deeply", "keyed 0..N-1")),
+    CliCase("labels-json-key", "convert", "--labels JSON dict with a non-integer key",
+            ("convert", "--labels", "{d}/odd/key.json"), ("key 'x' is not a class index",)),
+    CliCase("labels-json-null", "convert", "--labels JSON null", ("convert", "--labels", "{d}/odd/null.json"),
+            ("holds a JSON null", "a list")),
+    CliCase("labels-json-number", "convert", "--labels JSON number", ("convert", "--labels", "{d}/odd/number.json"),
+            ("holds a JSON number", "a list")),
+    CliCase("labels-json-gap", "convert", "--labels JSON dict with a gap (no key 4)",
+            ("convert", "--labels", "{d}/odd/gap.json"), ("keys are not 0..9", "missing [4]", "wrong classes")),
+    CliCase("labels-json-negative", "convert", "--labels JSON dict keyed -1..8",
+            ("convert", "--labels", "{d}/odd/negative.json"), ("keys are not 0..9", "out of range [-1]")),
+    CliCase("labels-json-upper", "convert", "--labels x.JSON holding 3 names (read as JSON, not one line)",
+            ("convert", "--labels", "{d}/odd/three.JSON"), ("labels do not match", "got 3")),
     CliCase("labels-count", "convert", "--labels with 3 names for a 10-class model",
             ("convert", "--labels", "{d}/three-labels.txt"), ("labels do not match", "expected 10 names", "got 3")),
     CliCase("out-exists", "convert", "--out exists, no --force", ("convert", "--out", "{demo}"),
             ("already exists", "--force")),
     CliCase("out-under-file", "convert", "--out inside a path that is a file",
             ("convert", "--out", "{d}/notes.txt/sub/out"), ("cannot create", "writable --out")),
+    CliCase("out-empty", "convert", "--out ''", ("convert", "--out", ""), ("--out is empty",)),
+    CliCase("out-dot-force", "convert", "--out . --force", ("convert", "--out", ".", "--force"),
+            ("is the current folder", "name a new folder")),
+    CliCase("out-name-long", "convert", "--out with a 300-byte name", ("convert", "--out", "{d}/" + "n" * 300),
+            ("300-byte name", "at most 223 bytes", "shorter --out")),
+    CliCase("out-path-long", "convert", "--out longer than PATH_MAX",
+            ("convert", "--out", "{d}/" + "/".join(["p" * 200] * 22)), ("-byte path", "PATH_MAX is 4096")),
     CliCase("out-is-file", "convert", "--out is a file", ("convert", "--out", "{d}/notes.txt", "--force"),
             ("not a directory", "another --out")),
+    CliCase("force-not-artifact", "convert", "--force onto a folder vit-edge did not write",
+            ("convert", "--out", "{d}/notimages", "--force"), ("not a vit-edge artifact", "choose another --out")),
+    CliCase("force-out-is-calib", "convert", "--force with --out the --calib folder",
+            ("convert", "--precision", "int8", "--calib", "{d}/flat", "--out", "{d}/flat", "--force"),
+            ("is the --calib input", "never replaces an input")),
+    CliCase("force-out-holds-model", "convert", "--force onto the artifact holding the MODEL file",
+            ("convert", "{demo}/model.onnx", "--target", "openvino", "--out", "{demo}", "--force"),
+            ("holds the MODEL input", "never replaces an input")),
+    CliCase("force-out-inside-calib", "convert", "--force onto an artifact inside the --calib folder",
+            ("convert", "--precision", "int8", "--calib", "{d}", "--out", "{d}/noartifact", "--force"),
+            ("is inside the --calib input", "choose another --out")),
     # ---------------------------------------------------------------- validate
     CliCase("candidate-missing", "validate", "candidate path missing",
             ("validate", "{d}/nothere", "--data", "digits:test"), ("not found", "artifact")),
@@ -149,9 +208,51 @@ CLI_CASES = [
             ("validate", "{demo}", "--data", "{d}/wrong.npy"), ("does not match the model input", "expected (N, 3, 32, 32)")),
     CliCase("data-is-onnx", "validate", "--data pointing at a model file",
             ("validate", "{demo}", "--data", "{demo}/model.onnx"), ("expected a folder of images",)),
+    CliCase("checkpoint-without-reference", "validate", "--checkpoint without --reference MODEL",
+            ("validate", "{demo}", "--data", "digits:test", "--checkpoint", "{d}/full.pth"),
+            ("--checkpoint applies to --reference MODEL", "pass --reference MODEL")),
+    CliCase("checkpoint-for-artifact-reference", "validate", "--checkpoint with --reference an artifact",
+            ("validate", "{demo}", "--data", "digits:test", "--reference", "{demo}", "--checkpoint", "{d}/full.pth"),
+            ("--checkpoint applies to a MODEL spec, not to the artifact", "drop them")),
+    CliCase("data-npz-labels-long", "validate", "--data .npz with more labels than images",
+            ("validate", "{demo}", "--data", "{d}/odd/labels-long.npz"),
+            ("'labels' and 'images' differ in length", "expected 4 labels", "got 6")),
+    CliCase("data-npz-labels-short", "validate", "--data .npz with fewer labels than images",
+            ("validate", "{demo}", "--data", "{d}/odd/labels-short.npz"), ("differ in length", "got 2")),
+    CliCase("reference-other-size", "validate", "--reference a model built for another input size",
+            ("validate", "{demo}", "--data", "digits:test", "--reference", "timm:test_vit"),
+            ("runs at 160x160, the candidate at 32x32", "candidate's input size")),
+    CliCase("manifest-no-preprocess", "validate", "manifest without preprocess",
+            ("validate", "{d}/odd/no-preprocess", "--data", "digits:test"),
+            ("'preprocess' should be an object, not missing",)),
+    CliCase("manifest-null-seed", "validate", "manifest with seed null",
+            ("validate", "{d}/odd/null-seed", "--data", "digits:test"), ("'seed' should be an integer, not null",)),
+    CliCase("manifest-no-labels", "validate", "manifest without labels",
+            ("validate", "{d}/odd/no-labels", "--data", "digits:test"), ("'labels' is missing",)),
+    CliCase("manifest-huge-input", "validate", "manifest asking for a 100000x100000 input",
+            ("validate", "{d}/odd/huge-input", "--data", "digits:test"),
+            ("'preprocess'", "input size must be at most 8192")),
     CliCase("threshold-range", "validate", "--min-agreement 2", ("validate", "{demo}", "--data", "digits:test",
                                                                   "--min-agreement", "2"),
             ("--min-agreement", "0<=x<=1")),
+    CliCase("reference-python-code", "validate", "manifest naming a Python file (that would run) as its reference",
+            ("validate", "{d}/pyref", "--data", "digits:test"), ("never runs code", "--reference")),
+    CliCase("reference-kind-lies", "validate", "manifest naming a Python file under another kind",
+            ("validate", "{d}/pyref-as-timm", "--data", "digits:test"), ("never runs code", "--reference")),
+    CliCase("reference-hf-code", "validate", "manifest naming a Hugging Face folder with its own code",
+            ("validate", "{d}/hfref", "--data", "digits:test"), ("own code (auto_map)", "--reference")),
+    CliCase("reference-pickle", "validate", "manifest naming a pickle checkpoint for its reference",
+            ("validate", "{d}/pickleref", "--data", "digits:test"), ("never unpickles", ".safetensors")),
+    CliCase("reference-model-kwargs", "validate", "manifest model_kwargs that would load a file",
+            ("validate", "{d}/kwargsref", "--data", "digits:test"), ("checkpoint_path", "--reference")),
+    CliCase("model-swapped", "validate", "model.onnx swapped after the convert",
+            ("validate", "{d}/swapped", "--data", "digits:test"),
+            ("not the one the manifest records", "re-run vit-edge convert")),
+    CliCase("model-unhashed", "validate", "manifest without the model's sha256",
+            ("validate", "{d}/unhashed", "--data", "digits:test"), ("records no sha256", "re-run vit-edge convert")),
+    CliCase("manifest-newer", "validate", "manifest of a newer format", ("validate", "{d}/newer", "--data",
+                                                                          "digits:test"),
+            ("newer than this vit-edge reads", "upgrade vit-edge")),
     CliCase("report-unwritable", "validate", "--json into a missing folder",
             ("validate", "{demo}", "--data", "digits:test", "--limit", "2", "--json", "{d}/nothere/r.json"),
             ("cannot write", "folder exists")),
@@ -167,6 +268,8 @@ CLI_CASES = [
     CliCase("bench-batch", "bench", "--batch 0", ("bench", "{demo}", "--batch", "0"), ("--batch", "positive integers")),
     CliCase("bench-batch-syntax", "bench", "--batch 1;8", ("bench", "{demo}", "--batch", "1;8"),
             ("--batch", "comma-separated")),
+    CliCase("bench-checkpoint-no-model", "bench", "--checkpoint with artifacts only",
+            ("bench", "{demo}", "--checkpoint", "{d}/full.pth"), ("--checkpoint applies to the MODEL spec", "0 MODEL specs")),
     CliCase("bench-duration", "bench", "--duration 0", ("bench", "{demo}", "--duration", "0"), ("--duration", "x>0")),
     CliCase("bench-report-unwritable", "bench", "--json into a missing folder",
             ("bench", "{demo}", "--json", "{d}/nothere/r.json"), ("cannot write", "create it first")),
@@ -184,10 +287,26 @@ CLI_CASES = [
             ("not a decodable image",)),
     CliCase("image-bomb", "predict", "decompression bomb (13000x13000 PNG, 24 kB)", ("predict", "{demo}", "{d}/bomb.png"),
             ("image too large", "downscale")),
+    CliCase("predict-checkpoint-artifact", "predict", "--checkpoint with an artifact",
+            ("predict", "{demo}", "{d}/flat/red.png", "--checkpoint", "{d}/full.pth"),
+            ("--checkpoint applies to a MODEL spec, not to the artifact", "carries its own weights")),
+    CliCase("predict-input-size-artifact", "predict", "--input-size with an artifact",
+            ("predict", "{demo}", "{d}/flat/red.png", "--input-size", "64"),
+            ("--input-size applies to a MODEL spec", "preprocessing")),
     CliCase("image-missing", "predict", "image path missing", ("predict", "{demo}", "{d}/nothere.png"),
             ("no such image file",)),
-    CliCase("image-is-dir", "predict", "a folder where an image is expected", ("predict", "{demo}", "{d}/empty"),
-            ("is a directory", "image files inside")),
+    CliCase("predict-swapped", "predict", "an artifact whose model.onnx was swapped",
+            ("predict", "{d}/swapped", "{d}/flat/red.png"), ("not the one the manifest records",)),
+    CliCase("debug-python-code", "debug", "manifest naming a Python file (that would run) as its reference",
+            ("debug", "{d}/pyref", "--data", "digits:test"), ("never runs code", "--reference")),
+    CliCase("image-is-dir", "predict", "a folder holding no files", ("predict", "{demo}", "{d}/empty"),
+            ("holds no image files", "folder of them")),
+    CliCase("predict-nothing-decodes", "predict", "a folder whose only image file does not decode",
+            ("predict", "{demo}", "{d}/notimages"), ("none of the 1 image files found decodes",)),
+    CliCase("image-fifo", "predict", "a FIFO named like an image", ("predict", "{demo}", "{d}/odd/fifo/pipe.png"),
+            ("a FIFO, not an image file", "regular image file")),
+    CliCase("image-aspect", "predict", "a 10000x1 PNG (114 bytes; resizing it cost 2.7 GB)",
+            ("predict", "{demo}", "{d}/odd/strip.png"), ("aspect ratio too extreme", "at most 100:1", "10000x1")),
 ]
 
 
@@ -214,6 +333,11 @@ def bad_files(tmp_path_factory, demo_onnx) -> Path:
     Image.new("RGB", (40, 30), (200, 10, 10)).save(d / "flat" / "red.png")
     (d / "three-labels.txt").write_text("cat\ndog\nbird\n")
     (d / "model.py").write_text("x = 1\n")
+    (d / "needs_pkg.py").write_text("from not_a_package_anywhere.vit import ViT\n\n\ndef build():\n    return ViT()\n")
+    fixed = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, 32, 32])])
+    onnx.save(helper.make_model(fixed), str(d / "fixed32.onnx"))
     (d / "empty.pth").write_bytes(b"")
     (d / "garbage.pth").write_bytes(b"\x80\x02garbage that is no pickle")
     state = {k: v for k, v in torch.nn.Linear(4, 2).state_dict().items()}
@@ -230,6 +354,7 @@ def bad_files(tmp_path_factory, demo_onnx) -> Path:
     shutil.copytree(demo_onnx, d / "escape")
     manifest = json.loads((d / "escape" / "manifest.json").read_text())
     (d / "escape" / "manifest.json").write_text(json.dumps({**manifest, "artifact": "../truncated.onnx"}))
+    _tampered_artifacts(d, demo_onnx)
     np.save(d / "wrong.npy", np.zeros((2, 3, 8, 8), np.float32))
     (d / "zero.png").write_bytes(b"")
     Image.new("1", (13000, 13000)).save(d / "bomb.png")  # 169 Mpx: between Pillow's warning and its error
@@ -244,7 +369,81 @@ def bad_files(tmp_path_factory, demo_onnx) -> Path:
                                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
                                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [weight])
         onnx.save(helper.make_model(graph), str(d / "ext" / f"{name}.onnx"))
+    _odd_inputs(d / "odd", demo_onnx)
     return d
+
+
+def _odd_inputs(d: Path, demo_onnx: Path) -> None:
+    """Issue 16's inputs: odd labels files, images, checkpoints, manifests."""
+    import os
+
+    import timm
+    import torch
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    d.mkdir()
+    (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    for name, data in (("key", {"0": "a", "x": "b"}), ("null", None), ("number", 3),
+                       ("gap", {str(i): str(i) for i in range(11) if i != 4}),
+                       ("negative", {str(i - 1): str(i) for i in range(10)})):
+        (d / f"{name}.json").write_text(json.dumps(data))
+    (d / "three.JSON").write_text('["cat", "dog", "bird"]')
+    (d / "fifo").mkdir()
+    os.mkfifo(d / "fifo" / "pipe.png")
+    Image.new("RGB", (10000, 1), (120, 10, 200)).save(d / "strip.png")
+    linear = torch.nn.Linear(4, 2)
+    torch.jit.save(torch.jit.script(linear), str(d / "scripted.pt"))
+    torch.save(linear.state_dict(), d / "pickle.safetensors")
+    shutil.copy(demo_onnx / "model.onnx", d / "model.pth")
+    np.save(d / "array.npy", np.zeros(3))
+    (d / "array.npy").rename(d / "array.pth")
+    save_file(timm.create_model("test_vit", num_classes=7).state_dict(), str(d / "test_vit_7.safetensors"))
+    images = np.zeros((4, 3, 32, 32), np.float32)
+    np.savez(d / "labels-long.npz", images=images, labels=np.arange(6))
+    np.savez(d / "labels-short.npz", images=images, labels=np.arange(2))
+    manifest = json.loads((demo_onnx / "manifest.json").read_text())
+    huge = {**manifest["preprocess"], "input_size": [100_000, 100_000]}
+    for name, change in (("no-preprocess", {"preprocess": None}), ("null-seed", {"seed": None}),
+                         ("no-labels", {"labels": None}), ("huge-input", {"preprocess": huge})):
+        shutil.copytree(demo_onnx, d / name)
+        edited = {**manifest, **change}
+        if name.startswith("no-"):
+            edited.pop(name[3:])
+        (d / name / "manifest.json").write_text(json.dumps(edited))
+
+
+def _tampered_artifacts(d: Path, demo_onnx: Path) -> None:
+    """Copies of the demo artifact whose manifest names what must not run, or whose files were swapped."""
+    import onnx
+    from onnx import numpy_helper
+
+    (d / "helper.py").write_text(f"open({str(d / 'PWNED')!r}, 'w').write('ran')\n\ndef make():\n    pass\n")
+    (d / "hfcode").mkdir()
+    (d / "hfcode" / "config.json").write_text(json.dumps({"model_type": "vit", "auto_map": {
+        "AutoModelForImageClassification": "modeling.Evil"}}))
+    (d / "hfcode" / "modeling.py").write_text(f"open({str(d / 'PWNED')!r}, 'w').write('ran')\n")
+    python = {"kind": "python", "spec": f"{d / 'helper.py'}:make", "name": "helper.py:make"}
+    sources = {"pyref": python, "pyref-as-timm": {**python, "kind": "timm"},
+               "hfref": {"kind": "hf", "spec": str(d / "hfcode")},
+               "pickleref": {"kind": "timm", "spec": "timm:vit_tiny_patch16_224", "checkpoint": str(d / "full.pth")},
+               "kwargsref": {"kind": "timm", "spec": "timm:vit_tiny_patch16_224",
+                             "build": {"model_kwargs": {"checkpoint_path": str(d / "full.pth")}}}}
+    for name, source in sources.items():
+        shutil.copytree(demo_onnx, d / name)
+        manifest = json.loads((d / name / "manifest.json").read_text())
+        (d / name / "manifest.json").write_text(json.dumps({**manifest, "source": source}))
+    shutil.copytree(demo_onnx, d / "swapped")  # the same graph with one weight changed: it would run
+    model = onnx.load(str(d / "swapped" / "model.onnx"))
+    weight = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    changed = numpy_helper.to_array(weight).copy()
+    changed.flat[0] += 1.0
+    weight.CopyFrom(numpy_helper.from_array(changed, weight.name))
+    onnx.save(model, str(d / "swapped" / "model.onnx"))
+    for name, edit in (("unhashed", {"files": {}}), ("newer", {"format": 99})):
+        shutil.copytree(demo_onnx, d / name)
+        manifest = json.loads((d / name / "manifest.json").read_text())
+        (d / name / "manifest.json").write_text(json.dumps({**manifest, **edit}))
 
 
 class _RunsCode:

@@ -81,7 +81,9 @@ def planted(work):
 
 def _debug(candidate, tmp_path, *extra):
     path = tmp_path / f"{candidate.name}.json"
-    result = run_cli("debug", candidate, "--data", "digits:test", "--json", path, *extra)
+    spec = json.loads((candidate / "manifest.json").read_text())["source"].get("spec") or ""
+    named = ("--reference", spec) if ".py:" in spec else ()  # a model's code runs only when the user names it
+    result = run_cli("debug", candidate, "--data", "digits:test", "--json", path, *named, *extra)
     assert result.code == 0, result.err
     return result, json.loads(path.read_text())
 

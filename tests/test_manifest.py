@@ -59,7 +59,7 @@ def test_a_newer_format_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("field, value, message", [
     ("labels", 7, "'labels' should be a list, not int"),
     ("seed", "zero", "'seed' should be an integer, not str"),
-    ("preprocess", None, None),  # absent preprocessing is allowed (a runtime then uses defaults and says so)
+    ("preprocess", None, "'preprocess' should be an object, not null"),  # defaults fed a 32x32 model 224x224
     ("preprocess", [224], "'preprocess' should be an object, not list"),
     ("artifact", 3, "'artifact' should be a string, not int"),
     ("source", {"checkpoint": 5}, "'source.checkpoint' should be a string, not int"),

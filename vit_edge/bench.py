@@ -9,6 +9,7 @@ the ``speedup`` column divides by.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import platform
@@ -17,7 +18,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from vit_edge.errors import InputError, VitEdgeError
+from vit_edge.errors import InputError, VitEdgeError, flags_apply
+
+log = logging.getLogger("vit_edge")
 
 DEFAULT_BATCHES = (1, 8)
 DEFAULT_DURATION = 10.0  # measured seconds per artifact and batch size, split over the rounds
@@ -120,9 +123,10 @@ def _worker(conn, artifact, options: dict) -> None:
     try:
         from vit_edge import runtimes
 
+        warnings = _capture_warnings()
         started = time.perf_counter()
         runtime = artifact(**options) if callable(artifact) else runtimes.load_any(artifact, **options)
-        info = {**runtime.info(), "load_seconds": time.perf_counter() - started}
+        info = {**runtime.info(), "load_seconds": time.perf_counter() - started, "warnings": warnings}
         conn.send(("ready", info))
         inputs = {}
         while True:
@@ -157,6 +161,23 @@ def _worker(conn, artifact, options: dict) -> None:
         conn.close()
 
 
+def _capture_warnings() -> list:
+    """The worker's vit-edge warnings (random weights, assumed preprocessing), kept for the parent to print
+    in its own log format: a spawned process has no handler, so they would come out bare or not at all."""
+    import logging
+
+    caught: list = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            caught.append(record.getMessage())
+
+    logger = logging.getLogger("vit_edge")
+    logger.addHandler(Keep(logging.WARNING))
+    logger.propagate = False
+    return caught
+
+
 class _Worker:
     def __init__(self, context, artifact, options: dict):
         self.artifact = artifact if isinstance(artifact, str) else getattr(artifact, "__name__", "runner")
@@ -165,6 +186,8 @@ class _Worker:
         self.process.start()
         child.close()
         self.info = self._receive("ready")[1]
+        for message in self.info.pop("warnings", None) or []:
+            log.warning("%s: %s", self.artifact, message)
 
     def run(self, batch: int, seconds: float) -> tuple[list, float, float]:
         """Per-call latencies, CPU seconds used, and peak memory so far, for one round."""
@@ -215,12 +238,14 @@ def check_settings(artifacts, batches, threads, duration, rounds) -> None:
 
 
 def benchmark(artifacts, *, batches=DEFAULT_BATCHES, threads: int | None = None, duration: float = DEFAULT_DURATION,
-              rounds: int = DEFAULT_ROUNDS, device: str | None = None, names=None, options=None) -> BenchReport:
+              rounds: int = DEFAULT_ROUNDS, device: str | None = None, names=None, options=None,
+              source_options: dict | None = None) -> BenchReport:
     """Measure ``artifacts`` (paths or MODEL specs, or runner factories as :func:`_worker` describes; the
     first is the reference) at each batch size.
 
     ``duration`` seconds of measurement per artifact and batch size are split into ``rounds`` rounds that
-    alternate between the artifacts. ``options`` go to every ``runtimes.load`` (e.g. ``hint``).
+    alternate between the artifacts. ``options`` go to every ``runtimes.load`` (e.g. ``hint``);
+    ``source_options`` (checkpoint, input_size, ... as ``convert`` takes them) build the one MODEL spec.
     """
     import multiprocessing
 
@@ -233,12 +258,13 @@ def benchmark(artifacts, *, batches=DEFAULT_BATCHES, threads: int | None = None,
         load_options["threads"] = threads
     if device:
         load_options["device"] = device
+    per_item = _source_options(artifacts, source_options)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch or thread pools inherited
     machine = machine_info()
     workers = []
     try:
-        for artifact in artifacts:
-            workers.append(_Worker(context, artifact, load_options))
+        for artifact, extra in zip(artifacts, per_item):
+            workers.append(_Worker(context, artifact, {**load_options, **extra}))
         per_round = duration / rounds
         latencies = {(i, b): [] for i in range(len(workers)) for b in batches}
         rates = {(i, b): [] for i in range(len(workers)) for b in batches}
@@ -274,6 +300,21 @@ def benchmark(artifacts, *, batches=DEFAULT_BATCHES, threads: int | None = None,
                 "duration": duration, "rounds": rounds, "seconds_per_round": duration / rounds,
                 "warmup_calls": WARMUP_CALLS}
     return BenchReport(results, settings, machine)
+
+
+def _source_options(artifacts, source_options) -> list:
+    """Per artifact, the MODEL-spec options it gets: all of them for the one MODEL spec, none for artifacts."""
+    from vit_edge.runtimes import is_artifact
+
+    given = {k: v for k, v in (source_options or {}).items() if v not in (None, False)}
+    if not given:
+        return [{} for _ in artifacts]
+    specs = [a for a in artifacts if isinstance(a, str) and not is_artifact(a)]
+    if len(specs) != 1:
+        raise InputError(f"{flags_apply(given)} to the MODEL spec among the items, and there must be exactly one",
+                         got=f"{len(specs)} MODEL specs",
+                         hint="bench one MODEL spec with them (convert the others to artifacts first)")
+    return [given if a is specs[0] else {} for a in artifacts]
 
 
 def _short_names(artifacts) -> list:

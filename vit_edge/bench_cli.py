@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from vit_edge import cli_options
+
 
 def parse_batches(ctx, param, value):
     try:
@@ -30,7 +32,10 @@ def parse_batches(ctx, param, value):
 @click.option("--json", "json_path", type=click.Path(), help="Write the results as JSON.")
 @click.option("--markdown", "markdown_path", type=click.Path(), help="Write the results as a Markdown table.")
 @click.option("--plot", "plot_path", type=click.Path(), help="Write a PNG chart.")
-def command(artifacts, batches, threads, duration, rounds, device, hint, json_path, markdown_path, plot_path):
+@cli_options.apply(*cli_options.source_options("the MODEL spec among ARTIFACTS", task=False),
+                   *cli_options.PREPROCESS)
+def command(artifacts, batches, threads, duration, rounds, device, hint, json_path, markdown_path, plot_path,
+            **source):
     """Latency (p50/p90/p99), throughput and peak memory of ARTIFACTS (or MODEL specs, run in torch).
 
     The first one is the reference for the speedup column. Artifacts run in turns, each in its own
@@ -40,7 +45,7 @@ def command(artifacts, batches, threads, duration, rounds, device, hint, json_pa
 
     check_outputs(json_path, markdown_path, plot_path)
     report = benchmark(artifacts, batches=batches, threads=threads, duration=duration, rounds=rounds,
-                       device=device, options={"hint": hint} if hint else None)
+                       device=device, options={"hint": hint} if hint else None, source_options=source)
     click.echo(report.table())
     write_reports(report, json_path=json_path, markdown_path=markdown_path, plot_path=plot_path)
     for path in (json_path, markdown_path, plot_path):

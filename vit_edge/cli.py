@@ -71,16 +71,20 @@ def _convert_command() -> click.Command:
 
         preprocess = cli_options.pop(options, cli_options.PREPROCESS_NAMES)
         thresholds = cli_options.pop(options, cli_options.THRESHOLD_NAMES)
-        given = {k: v for k, v in options.items() if not (v is None or v is False or v == ())}
+        # Another target's flag left at its default (--route auto) was not given, whatever its value.
+        source = click.get_current_context().get_parameter_source
+        given = {k: v for k, v in options.items() if not (v is None or v is False or v == ()) and not (
+            k in owners and target not in owners[k] and source(k) is click.core.ParameterSource.DEFAULT)}
         foreign = [k for k in given if k in owners and target not in owners[k]]
         if foreign:
             flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
             raise click.UsageError(f"{flags} {'does' if len(foreign) == 1 else 'do'} not apply to --target {target} "
                                    f"(only to {', '.join(sorted({t for k in foreign for t in owners[k]}))})")
-        result = run_convert(model, target=target, precision=precision, out=out or default_out(model, target, precision),
-                             force=force, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, task=task,
-                             labels_file=labels_file, seed=seed, preprocess=preprocess, validate=validate_data,
-                             thresholds=thresholds, **given)
+        if out is None:  # an empty --out is an error (convert says so), not the default
+            out = default_out(model, target, precision)
+        result = run_convert(model, target=target, precision=precision, out=out, force=force, checkpoint=checkpoint,
+                             trust_checkpoint=trust_checkpoint, task=task, labels_file=labels_file, seed=seed,
+                             preprocess=preprocess, validate=validate_data, thresholds=thresholds, **given)
         for message in result.messages:
             _say(f"note: {message}")
         m = result.manifest
@@ -128,7 +132,9 @@ def _params(decorators) -> list:
 @click.argument("candidate", type=click.Path())
 @click.option("--reference", help="MODEL spec or artifact (default: the source recorded in the manifest).")
 @click.option("--data", required=True, help="Image folder, .npy/.npz, or digits:test.")
-@click.option("--limit", type=click.IntRange(1), default=None, help="Use at most N samples.")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Use a seeded sample of N items, stratified by class when labelled.")
+@cli_options.apply(*cli_options.source_options("a --reference MODEL spec"))
 @cli_options.apply(*cli_options.THRESHOLDS)
 @click.option("--json", "json_path", type=click.Path(), help="Write the report as JSON.")
 @click.option("--markdown", "markdown_path", type=click.Path(), help="Write the report as Markdown.")
@@ -151,7 +157,8 @@ def validate(candidate, reference, data, limit, json_path, markdown_path, junit_
     report = validate_artifact(candidate, data=data, reference=reference, limit=limit,
                                thresholds=cli_options.pop(kw, cli_options.THRESHOLD_NAMES),
                                candidate_options={"device": device} if device else None, cache=not no_cache,
-                               ray=ray_address, flips_dir=flips_dir, timing=True)
+                               ray=ray_address, flips_dir=flips_dir, timing=True,
+                               reference_options=cli_options.pop(kw, cli_options.SOURCE_NAMES))
     write_reports(report, json_path=json_path, markdown_path=markdown_path, junit_path=junit_path)
     click.echo(report.to_text())
     if not report.passed:
@@ -163,13 +170,33 @@ def validate(candidate, reference, data, limit, json_path, markdown_path, junit_
 @click.argument("artifact", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("-k", "--top", type=click.IntRange(1), default=5, show_default=True)
-def predict(artifact, images, top):
-    """Print the top-k classes of IMAGES with ARTIFACT (or a MODEL spec, run in torch)."""
+# 8: ViT-Ti ONNX peaks at 196 MB on 500 images (163 MB on 10) and runs 200 images in 4.3 s; 32 peaks at
+# 442 MB and takes 4.9 s (2-core EPYC, benchmarks/predict_memory.py); a batch of all 500 peaked at 2.8 GB.
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
+              help="Images decoded and run at once; each batch's results print when it finishes.")
+@cli_options.apply(*cli_options.source_options("a MODEL spec given as ARTIFACT", task=False),
+                   *cli_options.PREPROCESS)
+def predict(artifact, images, top, batch_size, **source):
+    """Print the top-k classes of IMAGES (files, or folders searched recursively for image files) with
+    ARTIFACT (or a MODEL spec, run in torch)."""
     from vit_edge import runtimes
+    from vit_edge.data import image_files
+    from vit_edge.errors import DataError
 
-    with runtimes.load_any(artifact) as runtime:
-        for path, best in zip(images, runtime.topk(list(images), k=top)):
+    entries = image_files(images)
+    skipped = []
+    with runtimes.load_any(artifact, **source) as runtime:
+        for path, best in runtime.topk_stream([p for p, _ in entries], k=top, batch_size=batch_size,
+                                              skip={p for p, named in entries if not named}):
+            if best is None:
+                skipped.append(path)
+                continue
             click.echo(f"{path}: " + ", ".join(f"{label} ({p:.3f})" for label, p in best))
+    if skipped and len(skipped) == len(entries):
+        raise DataError(f"none of the {len(skipped)} image files found decodes (first: {skipped[0]})",
+                        hint="pass a folder of images")
+    if skipped:
+        _say(f"note: skipped {len(skipped)} file(s) in the folders given that do not decode (first: {skipped[0]})")
 
 
 @click.command()

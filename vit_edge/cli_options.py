@@ -5,14 +5,12 @@ from __future__ import annotations
 import click
 
 
-def _floats(text, n, what):
+def _floats(text, what):
     try:
         values = tuple(float(x) for x in text.split(","))
     except ValueError:
-        raise click.BadParameter(f"{what} must be {n} comma-separated numbers, e.g. 0.485,0.456,0.406 "
-                                 f"(got {text!r})") from None
-    if len(values) != n:
-        raise click.BadParameter(f"{what} needs {n} comma-separated numbers (got {len(values)}: {text!r})")
+        raise click.BadParameter(f"{what} must be comma-separated numbers, one per input channel (or one for all), "
+                                 f"e.g. 0.485,0.456,0.406 or 0.5 (got {text!r})") from None
     return values
 
 
@@ -28,10 +26,12 @@ def parse_input_size(ctx, param, value):
     return (parts[0], parts[0]) if len(parts) == 1 else tuple(parts)
 
 
-def parse_rgb(ctx, param, value):
+def parse_channel_values(ctx, param, value):
+    """--mean/--std: one number per input channel, or one for every channel; the count is checked against
+    the model's channels once the model is loaded (sources.channels)."""
     if value is None:
         return None
-    values = _floats(value, 3, f"--{param.name}")
+    values = _floats(value, f"--{param.name}")
     if param.name == "std" and any(v <= 0 for v in values):
         raise click.BadParameter(f"std values must be positive (got {value!r})")
     return values
@@ -48,14 +48,18 @@ def apply(*options):
 
 PREPROCESS = (
     click.option("--input-size", callback=parse_input_size, help="Model input size: N or H,W."),
-    click.option("--mean", callback=parse_rgb, help="Normalisation mean R,G,B (0..1 scale)."),
-    click.option("--std", callback=parse_rgb, help="Normalisation std R,G,B (0..1 scale)."),
+    click.option("--mean", callback=parse_channel_values,
+                 help="Normalisation mean, one value per input channel (R,G,B) or one for all (0..1 scale)."),
+    click.option("--std", callback=parse_channel_values,
+                 help="Normalisation std, one value per input channel (R,G,B) or one for all (0..1 scale)."),
+    click.option("--channels", type=click.IntRange(1, 64), default=None,
+                 help="Input channels (default: the model's; 1 = grayscale, images are converted to L)."),
     click.option("--interpolation", type=click.Choice(["bilinear", "bicubic", "nearest"]),
                  help="Resize filter (default: the model's)."),
     click.option("--crop-pct", type=click.FloatRange(0.05, 1.0),
                  help="Centre-crop fraction (1.0 = resize the shorter side to the input size)."),
 )
-PREPROCESS_NAMES = ("input_size", "mean", "std", "interpolation", "crop_pct")
+PREPROCESS_NAMES = ("input_size", "mean", "std", "channels", "interpolation", "crop_pct")
 
 THRESHOLDS = (
     click.option("--max-top1-drop", type=click.FloatRange(0, 100), default=None,
@@ -67,13 +71,26 @@ THRESHOLDS = (
 )
 THRESHOLD_NAMES = ("max_top1_drop", "min_agreement", "min_cosine")
 
-SOURCE = (
-    click.option("--checkpoint", type=click.Path(), help="Weights (.pth/.pt/.safetensors) for the model."),
-    click.option("--trust-checkpoint", is_flag=True, help="Allow pickles beyond plain tensors (runs their code!)."),
-    click.option("--task", type=click.Choice(["classify", "features"]), default=None,
-                 help="What the artifact outputs: classify (logits, the default) or features (embeddings)."),
-    click.option("--labels", "labels_file", type=click.Path(), help="Label names: text (one per line) or JSON."),
-)
+def source_options(what: str = "the model", task: bool = True) -> tuple:
+    """How a MODEL spec is built (--checkpoint, --trust-checkpoint, --task, --labels): ``convert``'s, and the
+    same for every command that takes a MODEL spec (``what`` names it in the help)."""
+    return (
+        click.option("--checkpoint", type=click.Path(), help=f"Weights (.pth/.pt/.safetensors) for {what} "
+                     "(without one, timm/torchvision/HF models are randomly initialised)."),
+        click.option("--trust-checkpoint", is_flag=True,
+                     help="Allow pickles beyond plain tensors (runs their code!)."),
+        *((click.option("--task", type=click.Choice(["classify", "features"]), default=None,
+                        help="What it outputs: classify (logits, the default) or features (embeddings)."),)
+          if task else ()),
+        click.option("--labels", "labels_file", type=click.Path(), help="Label names: text (one per line) or JSON."),
+        click.option("--num-classes", type=click.IntRange(1), default=None,
+                     help="Rebuild the classifier head with N classes before loading --checkpoint (timm, "
+                          "torchvision, Hugging Face: a model fine-tuned on another class count)."),
+    )
+
+
+SOURCE = source_options()
+SOURCE_NAMES = ("checkpoint", "trust_checkpoint", "task", "labels_file", "num_classes")
 
 INT8 = (
     click.option("--calib", help="Calibration data for INT8: image folder, .npy/.npz, or digits:train."),
@@ -97,7 +114,8 @@ INT8 = (
 
 VALIDATION = (
     click.option("--validate", "validate_data", help="Check parity on this data right after converting."),
-    click.option("--validate-limit", type=click.IntRange(1), default=None, help="Validate on at most N samples."),
+    click.option("--validate-limit", type=click.IntRange(1), default=None,
+                 help="Validate on a seeded sample of N items, stratified by class when labelled."),
 )
 
 EXPORT = (

@@ -15,6 +15,7 @@ Files that do not decode are skipped and counted, never a crash.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,9 @@ log = logging.getLogger("vit_edge")
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
+# Hex digits kept of an image's sha256 (64 bits): a chance collision among 10^4 x 10^3 pairs is ~1e-12, and
+# 300 calibration digests stay 6 kB of manifest.
+DIGEST_CHARS = 16
 
 
 @dataclass
@@ -40,6 +44,8 @@ class ImageSet:
     source: str
     preprocessed: np.ndarray | None = None  # for .npy/.npz input: already the model's NCHW batch
     skipped: list = field(default_factory=list)
+    origin: list | None = None  # a subset's items' indices in the set it was drawn from (how reports name them)
+    selection: str | None = None  # how a limited sample was drawn: "200 of 360 images, stratified, seed 0"
 
     def __len__(self) -> int:
         return len(self.preprocessed) if self.preprocessed is not None else len(self.items)
@@ -53,7 +59,24 @@ class ImageSet:
         pre = self.preprocessed[indices] if self.preprocessed is not None else None
         items = [self.items[i] for i in indices] if self.preprocessed is None else []
         labels = [self.labels[i] for i in indices] if self.labels is not None else None
-        return ImageSet(items, labels, self.class_names, self.source, pre)
+        origin = [self.origin[i] if self.origin is not None else i for i in indices]
+        return ImageSet(items, labels, self.class_names, self.source, pre, origin=origin)
+
+    def sample(self, limit: int | None, seed: int = 0) -> "ImageSet":
+        """At most ``limit`` items: the set itself when it holds no more, else a seeded sample in data order,
+        stratified by class when labelled (each class in proportion, largest remainders rounded up), so a
+        limit never tests the first classes of a folder only. ``selection`` says how it was drawn."""
+        n = len(self)
+        if limit is None or limit >= n:
+            return self
+        rng = np.random.default_rng(seed)
+        if self.labels is not None:
+            chosen, how = stratified_indices(self.labels, int(limit), rng), "stratified"
+        else:
+            chosen, how = np.sort(rng.permutation(n)[:limit]), "random"
+        sample = self.subset(int(i) for i in chosen)
+        sample.selection = f"{limit} of {n} images, {how}, seed {seed}"
+        return sample
 
     def decode(self, index: int, cfg: PreprocessConfig):
         """Item ``index`` as the model's CHW float32 array, or None (counted in ``skipped``) when the file
@@ -66,12 +89,32 @@ class ImageSet:
             return None
         return image_to_array(image, cfg)
 
+    def digest(self, index: int) -> str | None:
+        """A content hash of item ``index``: the file's bytes, an in-memory image's pixels, an array's row. The
+        same image under another name or in another folder hashes the same (what finds calibration images
+        among validation images); None when the file cannot be read."""
+        h = hashlib.sha256()
+        if self.preprocessed is not None:
+            h.update(np.ascontiguousarray(self.preprocessed[index], dtype=np.float32).tobytes())
+        elif isinstance(self.items[index], (str, Path)):
+            try:
+                with open(self.items[index], "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            except OSError:
+                return None
+        else:
+            image = self.items[index]
+            h.update(f"{image.mode}{image.size}".encode())
+            h.update(image.tobytes())
+        return h.hexdigest()[:DIGEST_CHARS]
+
     def item_id(self, index: int) -> str:
         """What names item ``index`` in a report: its path, else ``SOURCE[index]`` (a built-in set's image, a
         row of a preprocessed array)."""
         if self.preprocessed is None and isinstance(self.items[index], (str, Path)):
             return str(self.items[index])
-        return f"{self.source}[{index}]"
+        return f"{self.source}[{self.origin[index] if self.origin is not None else index}]"
 
     def indexed_batches(self, cfg: PreprocessConfig, batch_size: int = 32, limit: int | None = None, *,
                         start: int = 0, stop: int | None = None):
@@ -117,6 +160,20 @@ class ImageSet:
             yield np.stack(arrays), (None if self.labels is None else np.asarray(labels))
 
 
+def stratified_indices(labels, k: int, rng) -> np.ndarray:
+    """``k`` indices drawn per class in proportion to its count (Hamilton's largest-remainder rounding, ties
+    to the larger class, then the lower label), at random within each class; sorted."""
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * (k / len(labels))
+    quota = np.floor(exact).astype(int)
+    order = sorted(range(len(classes)), key=lambda c: (-(exact[c] - quota[c]), -counts[c], c))
+    for c in order[: k - int(quota.sum())]:
+        quota[c] += 1
+    chosen = [rng.permutation(np.flatnonzero(labels == cls))[:q] for cls, q in zip(classes, quota)]
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+
+
 def _digits(split: str) -> ImageSet:
     from PIL import Image
 
@@ -139,10 +196,15 @@ def _digits(split: str) -> ImageSet:
     return ImageSet(items, [int(digits.target[i]) for i in chosen], [str(d) for d in range(10)], f"digits:{split}")
 
 
-def _match_classes(folders: list[str], label_names: list | None) -> tuple[dict, list]:
+# (folder, its class folders, the labels) already warned about: convert reads the same folder for calibration,
+# parity and validation, and one warning says it all.
+_MISMATCH_WARNED: set = set()
+
+
+def _match_classes(folders: list[str], label_names: list | None, where: str = "") -> tuple[dict, list]:
     """Folder name -> class index, and the class names those indices refer to.
 
-    By the model's label names when every folder matches one, else sorted folder order."""
+    By the model's label names when every folder matches one, else sorted folder order (warned once)."""
     if label_names:
         lookup = {}
         for i, name in enumerate(label_names):
@@ -152,9 +214,15 @@ def _match_classes(folders: list[str], label_names: list | None) -> tuple[dict, 
         mapped = {f: lookup.get(f.strip().lower()) for f in folders}
         if all(v is not None for v in mapped.values()):
             return mapped, [str(n) for n in label_names]
-        missing = [f for f, v in mapped.items() if v is None]
-        log.warning("class folders %s do not match the model's labels; using sorted folder order",
-                    ", ".join(missing[:3]))
+        missing = sorted(f for f, v in mapped.items() if v is None)
+        key = (where, tuple(sorted(folders)), tuple(str(n) for n in label_names))
+        if key not in _MISMATCH_WARNED:
+            _MISMATCH_WARNED.add(key)
+            log.warning("%d of the %d class folders of %s (%s) match none of the model's %d labels (%s): are these "
+                        "images of the model's classes? Labels come from sorted folder order, so accuracy and INT8 "
+                        "calibration on them mean little otherwise", len(missing), len(folders), where or "the data",
+                        ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""), len(label_names),
+                        ", ".join(str(n) for n in label_names[:3]) + (", ..." if len(label_names) > 3 else ""))
     ordered = sorted(folders)
     return {f: i for i, f in enumerate(ordered)}, ordered
 
@@ -168,7 +236,7 @@ def _folder(path: Path, label_names) -> ImageSet:
     in_subdirs = [p for p in files if p.parent != path]
     if in_subdirs and not top_level:
         classes = sorted({p.relative_to(path).parts[0] for p in in_subdirs})
-        mapping, names = _match_classes(classes, label_names)
+        mapping, names = _match_classes(classes, label_names, str(path))
         labels = [mapping[p.relative_to(path).parts[0]] for p in files]
         return ImageSet(list(files), labels, names, str(path))
     return ImageSet(list(files), None, None, str(path))
@@ -186,13 +254,20 @@ def _array_file(path: Path) -> ImageSet:
             raise DataError(f"{path}: the .npz holds no arrays")
         images = data["images"] if "images" in keys else data[keys[0]]
         if "labels" in keys:
-            labels = [int(v) for v in data["labels"]]
+            raw = data["labels"]
+            if raw.ndim != 1 or not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.bool_)):
+                raise DataError(f"{path}: 'labels' must be a 1-D array of class indices",
+                                got=f"{raw.dtype}{raw.shape}")
+            labels = [int(v) for v in raw]
     else:
         images = data
     if images.ndim != 4 or not np.issubdtype(images.dtype, np.floating):
         raise DataError(f"{path}: expected a preprocessed NCHW float array", got=f"{images.dtype}{images.shape}")
     if len(images) == 0:
         raise DataError(f"{path}: the array holds no images")
+    if labels is not None and len(labels) != len(images):  # longer ones were silently cut, shorter ones crashed
+        raise DataError(f"{path}: 'labels' and 'images' differ in length", expected=f"{len(images)} labels",
+                        got=len(labels), hint="save one label per image")
     return ImageSet([], labels, None, str(path), preprocessed=images.astype(np.float32))
 
 
@@ -214,6 +289,33 @@ def load_images(spec, label_names=None) -> ImageSet:
     if path.suffix.lower() in (".npy", ".npz"):
         return _array_file(path)
     raise DataError(f"{path}: expected a folder of images, a .npy/.npz file or a built-in spec like digits:test")
+
+
+def image_suffixes() -> set:
+    """The file suffixes Pillow can open (lower case)."""
+    from PIL import Image
+
+    Image.init()
+    return {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def image_files(paths) -> list:
+    """``vit-edge predict``'s IMAGE arguments as ``(path, named)`` pairs: each file as given (``named``: an
+    error if it does not decode), each folder as its image files (by suffix, searched recursively, hidden ones
+    left out, sorted; ``named`` False: skipped and counted if one does not decode)."""
+    suffixes, found = image_suffixes(), []
+    for text in paths:
+        path = Path(text)
+        if not path.is_dir():
+            found.append((path, True))  # missing, FIFOs, ...: open_image says what is wrong with it
+            continue
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file() and not any(
+            part.startswith(".") for part in p.relative_to(path).parts))
+        if not files:
+            raise DataError(f"{path}: the folder holds no image files",
+                            hint="pass image files or a folder of them (.jpg, .png, .webp, .tiff, ...)")
+        found += [(p, False) for p in files]
+    return found
 
 
 def write_image_folder(image_set: ImageSet, out: Path) -> int:

@@ -87,3 +87,10 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
         if line.strip():
             return line.strip()[:limit]
     return type(exc).__name__
+
+
+def flags_apply(names) -> str:
+    """``"--checkpoint applies"`` / ``"--checkpoint, --labels apply"`` for option names as Python spells them
+    (``labels_file`` is ``--labels``): how an error names the flags that do not fit."""
+    flags = ["--" + n.removesuffix("_file").replace("_", "-") for n in names]
+    return f"{', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'}"

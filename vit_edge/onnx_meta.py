@@ -107,3 +107,33 @@ def read_metadata(path) -> dict | None:
         props = {p.key: p.value for p in load_onnx(path).metadata_props}
     value = props.get(META_KEY)
     return json.loads(value) if value else None
+
+
+def input_dims(path) -> list:
+    """The first graph input's shape: an int per fixed dimension, None per symbolic one ([] when unranked)."""
+    path = Path(path)
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        import onnxruntime as ort
+
+        shape = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+        return [d if isinstance(d, int) and d > 0 else None for d in (shape or [])]
+    graph = load_onnx(path).graph
+    initializers = {t.name for t in graph.initializer}
+    first = next(i for i in graph.input if i.name not in initializers)
+    tensor = first.type.tensor_type
+    if not tensor.HasField("shape"):
+        return []
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor.shape.dim]
+
+
+def graph_preprocess(path):
+    """Preprocessing for an ONNX without vit-edge metadata, from what its input shape fixes (channels, size);
+    ImageNet statistics (averaged for one channel) for the rest, as for any model that declares none."""
+    from vit_edge.preprocess import PreprocessConfig, default_statistics
+
+    dims = input_dims(path)
+    channels = dims[1] if len(dims) == 4 and dims[1] else 3
+    size = tuple(dims[2:]) if len(dims) == 4 and None not in dims[2:] else (224, 224)
+    return PreprocessConfig(input_size=size, **default_statistics(channels))

@@ -7,6 +7,8 @@ parity check use it, so a preprocessing mismatch can never masquerade as a quant
 from __future__ import annotations
 
 import math
+import os
+import stat
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +22,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 # A decompression bomb guard well above any real photo (a 12k x 12k image), far below what exhausts RAM.
 MAX_IMAGE_PIXELS = 150_000_000
+# Beyond this a resize would build an intermediate the centre crop mostly throws away (a long thin image resized
+# on its short side): only the crop is resampled then (resize_and_crop). 16.7 Mpx is 50 MB of RGB.
+MAX_RESIZED_PIXELS = 1 << 24
+# A 100:1 strip is already no photo a classifier was trained on; past it the centre crop shows a sliver
+# stretched out of all proportion, so such files are refused rather than classified.
+MAX_ASPECT_RATIO = 100
+MAX_INPUT_SIDE = 8192  # what --input-size accepts; a manifest asking for more is refused, not allocated
 
 
 @dataclass(frozen=True)
@@ -32,24 +41,31 @@ class PreprocessConfig:
     """
 
     input_size: tuple[int, int] = (224, 224)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN  # one value per input channel
+    std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bicubic"
     crop_pct: float = 0.875
     resize_mode: str = "shorter"  # "shorter" (resize shorter side, centre crop) or "squash"
-    channels: int = 3
+    channels: int = 3  # images become L for 1, RGB for 3; other counts take preprocessed NCHW arrays only
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
         h, w = self.input_size
         if h < 1 or w < 1:
             raise InputError("input size must be positive", got=self.input_size)
+        if h > MAX_INPUT_SIDE or w > MAX_INPUT_SIDE:  # 100000x100000 would be a 120 GB batch of one
+            raise InputError(f"input size must be at most {MAX_INPUT_SIDE} a side", got=self.input_size)
         if self.interpolation not in INTERPOLATIONS:
             raise InputError(f"unknown interpolation {self.interpolation!r}", expected="|".join(INTERPOLATIONS))
         if not 0.05 <= self.crop_pct <= 1.0:
             raise InputError("crop pct must be in (0.05, 1.0]", got=self.crop_pct)
         if any(s <= 0 for s in self.std):
             raise InputError("std values must be positive", got=self.std)
+        if isinstance(self.channels, bool) or not isinstance(self.channels, int) or self.channels < 1:
+            raise InputError("channels must be a positive integer", got=self.channels)
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise InputError("mean and std need one value per input channel", expected=f"{self.channels} values each",
+                             got=f"{len(self.mean)} and {len(self.std)}")
         if self.resize_mode not in ("shorter", "squash"):
             raise InputError("unknown resize mode", expected="shorter|squash", got=self.resize_mode)
 
@@ -87,14 +103,15 @@ def open_image(path) -> "object":
     Image = _pil()
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse before decoding anything.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
-        with im:
-            check_image_size(im.size, path)
-            im.load()
-            return to_rgb(im)
+        with _open_regular(path) as f:
+            with warnings.catch_warnings():
+                # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse before decoding anything.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(f)
+            with im:
+                check_image_size(im.size, path)
+                im.load()
+                return to_rgb(im)
     except Image.DecompressionBombError:
         raise DataError(f"{path}: image too large", expected=f"at most {MAX_IMAGE_PIXELS:,} pixels",
                         hint="downscale it; this limit guards against decompression bombs") from None
@@ -107,12 +124,34 @@ def open_image(path) -> "object":
         raise DataError(f"{path}: not a decodable image ({type(exc).__name__})") from None
 
 
+def _open_regular(path: Path):
+    """``path`` opened for reading when it is a regular file. Opened non-blocking and checked on the descriptor
+    (no race with a rename): a FIFO named as an image would block the read forever, a device never end."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+                else "not a regular file"
+            raise DataError(f"{path}: {kind}, not an image file; refused", hint="pass a regular image file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def check_image_size(size, name="image") -> None:
+    """Refuse decompression bombs (by the decoded size, from the header) and absurd aspect ratios."""
     w, h = size
     if w * h > MAX_IMAGE_PIXELS:
         raise DataError(f"{name}: image too large", expected=f"at most {MAX_IMAGE_PIXELS:,} pixels",
                         got=f"{w}x{h} = {w * h:,} pixels",
                         hint="downscale it; this limit guards against decompression bombs")
+    if w >= 1 and h >= 1 and max(w, h) > MAX_ASPECT_RATIO * min(w, h):
+        raise DataError(f"{name}: aspect ratio too extreme for a centre crop", expected=f"at most {MAX_ASPECT_RATIO}:1",
+                        got=f"{w}x{h}", hint="crop it to the region to classify")
 
 
 def to_rgb(im):
@@ -129,6 +168,9 @@ def to_rgb(im):
             arr = np.nan_to_num(arr, nan=0.0, posinf=max(hi, 255.0), neginf=0.0)  # float images may hold NaN/Inf
             if hi > 255:
                 arr = arr * (255.0 / hi)
+            elif im.mode == "F" and 0 < hi <= 1.0 and finite.min() >= 0:
+                # float TIFFs (scientific cameras, HDR tools) store [0, 1]: on the 0..255 scale they were black
+                arr = np.clip(arr, 0.0, 1.0) * 255.0
         im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
     if im.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts these only to their plain-alpha mode
         im = im.convert(im.mode[:-1] + "A")
@@ -145,40 +187,89 @@ def to_rgb(im):
     return im
 
 
+def fit_channels(values, channels: int):
+    """``values`` (a mean or std) for a model with ``channels`` inputs: as given when the counts match, one
+    value repeated for every channel (as timm reads a one-value mean), and a 3-value RGB statistic averaged
+    for a 1-channel model (what it is for the image's gray conversion, roughly); None when nothing fits."""
+    values = tuple(float(v) for v in values)
+    if len(values) == channels:
+        return values
+    if len(values) == 1:
+        return values * channels
+    if channels == 1 and len(values) == 3:
+        return (round(sum(values) / 3, 4),)
+    return None
+
+
+def default_statistics(channels: int) -> dict:
+    """``mean``/``std`` for a model that declares none: ImageNet's (averaged for one channel); for other
+    channel counts no image statistic applies, so none is applied (such models take preprocessed arrays)."""
+    mean, std = fit_channels(IMAGENET_MEAN, channels), fit_channels(IMAGENET_STD, channels)
+    if mean is None:
+        mean, std = (0.0,) * channels, (1.0,) * channels
+    return {"channels": int(channels), "mean": mean, "std": std}
+
+
+def to_channels(im, channels: int):
+    """A PIL image in the mode a model with ``channels`` inputs reads: L for 1, RGB for 3."""
+    if channels == 3:
+        return to_rgb(im)
+    if channels == 1:
+        return im if im.mode == "L" else to_rgb(im).convert("L")
+    raise InputError(f"a model with {channels} input channels cannot read image files (they decode to 1 or 3)",
+                     hint="pass preprocessed NCHW arrays (.npy/.npz) instead")
+
+
 def _resample(name: str):
     Image = _pil()
     return {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
             "nearest": Image.Resampling.NEAREST}[name]
 
 
-def resize_and_crop(im, cfg: PreprocessConfig):
+def resize_plan(size, cfg: PreprocessConfig) -> tuple:
+    """Where the model's input comes from in an image of ``size`` (w, h): the size the whole image is resized
+    to (timm semantics) and the ``box`` of the image, in its own pixels, that the centre crop covers."""
     h, w = cfg.input_size
-    resample = _resample(cfg.interpolation)
+    iw, ih = size
     if cfg.resize_mode == "squash":
-        scale_h, scale_w = (math.floor(h / cfg.crop_pct), math.floor(w / cfg.crop_pct))
-        im = im.resize((scale_w, scale_h), resample)
+        new_w, new_h = math.floor(w / cfg.crop_pct), math.floor(h / cfg.crop_pct)
     else:
         # timm semantics: the shorter side becomes floor(size / crop_pct), aspect ratio kept.
         target = math.floor(min(h, w) / cfg.crop_pct)
-        iw, ih = im.size
         if iw <= ih:
             new_w, new_h = target, max(1, round(ih * target / iw))
         else:
             new_w, new_h = max(1, round(iw * target / ih)), target
         new_w, new_h = max(new_w, w), max(new_h, h)
-        if (new_w, new_h) != im.size:
-            im = im.resize((new_w, new_h), resample)
-    iw, ih = im.size
-    left, top = int(round((iw - w) / 2.0)), int(round((ih - h) / 2.0))
-    if (iw, ih) != (w, h):
-        im = im.crop((left, top, left + w, top + h))
-    return im
+    left, top = int(round((new_w - w) / 2.0)), int(round((new_h - h) / 2.0))
+    sx, sy = iw / new_w, ih / new_h
+    return (new_w, new_h), (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
+
+
+def resize_and_crop(im, cfg: PreprocessConfig):
+    """Resize (aspect kept, or squashed) and centre-crop to ``cfg.input_size``.
+
+    When the resized image would exceed MAX_RESIZED_PIXELS only the cropped part is resampled (Pillow's
+    ``resize(box=...)``: the same sample positions and filter support as resizing the whole image and then
+    cropping, up to float32 rounding of the box), so the work is bounded by the input size and the decoded
+    image, never by the resized one: resizing the short side of a 10000x1 image to 256 makes a 2.56-gigapixel
+    intermediate (2.7 GB measured) of which the crop keeps 50k pixels. Below the budget (every ordinary
+    photo) the whole image is resized and cropped, exactly as timm does."""
+    h, w = cfg.input_size
+    resized, box = resize_plan(im.size, cfg)
+    resample = _resample(cfg.interpolation)
+    if resized[0] * resized[1] > MAX_RESIZED_PIXELS:
+        return im.resize((w, h), resample, box=box)
+    if cfg.resize_mode == "squash" or resized != im.size:
+        im = im.resize(resized, resample)
+    left, top = int(round((resized[0] - w) / 2.0)), int(round((resized[1] - h) / 2.0))
+    return im if im.size == (w, h) else im.crop((left, top, left + w, top + h))
 
 
 def image_to_array(im, cfg: PreprocessConfig) -> np.ndarray:
     """One PIL image to a CHW float32 array, normalised with the model's mean and std."""
-    im = resize_and_crop(to_rgb(im), cfg)
-    arr = np.asarray(im, dtype=np.float32) / 255.0
+    im = resize_and_crop(to_channels(im, cfg.channels), cfg)
+    arr = np.asarray(im, dtype=np.float32).reshape(im.size[1], im.size[0], -1) / 255.0  # L images are HxW
     arr = (arr - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 

@@ -87,8 +87,13 @@ def _artifact_files(path: Path) -> dict:
     return {"files": [_stat(p) for p in files], "sha256": recorded}
 
 
-def reference_identity(manifest, reference=None) -> dict:
-    """Everything that says which reference runs: see the module docstring."""
+def reference_identity(manifest, reference=None, options: dict | None = None) -> dict:
+    """Everything that says which reference runs: see the module docstring. ``options``: how a named MODEL
+    spec is built (its checkpoint and labels files are identified like the reference's own files)."""
+    if options:
+        named = reference_identity(manifest, reference)
+        return {**named, "options": {k: _stat(v) if k in ("checkpoint", "labels_file") else v
+                                     for k, v in sorted(options.items())}}
     if reference is not None:
         text = str(reference)
         path = Path(text)
@@ -112,6 +117,8 @@ def reference_identity(manifest, reference=None) -> dict:
     for value in (source.file, (source.spec or "").split(":", 1)[-1]):
         if value and Path(value).exists():
             files.append(_stat(value))
+    if source.import_root:  # the packages beside a user's model file are part of the reference too
+        files += [_stat(Path(source.import_root) / name) for name in sorted(source.modules or {})]
     return {"source": source.to_dict(), "seed": manifest.seed, "task": manifest.task, "runtime": "torch",
             "files": files}
 

@@ -185,40 +185,92 @@ def _report(got, candidate, reference, images, th, limit, ref_info=None) -> Pari
                         total=streaming.considered(images, limit), names=candidate.labels)
 
 
-def reference_for(candidate_path: Path, manifest, reference=None, **options):
+def reference_for(candidate_path: Path, manifest, reference=None, *, trust_source: bool = False,
+                  code_named: bool = False, **options):
     """The reference runtime: what the user named (an artifact or a MODEL spec), else the source recorded
-    in the candidate's manifest."""
+    in the candidate's manifest, rebuilt only as far as :func:`vit_edge.runtimes.reference_from_manifest`
+    allows (``trust_source``: convert's own manifest; ``code_named``: the user named the recorded model)."""
     from vit_edge import runtimes
 
     if reference is not None:
-        return runtimes.load_any(reference, **options)
+        runtime = runtimes.load_any(reference, **options)
+        try:
+            check_reference_size(runtime, options.get("preprocess"), reference)
+        except VitEdgeError:
+            runtime.close()
+            raise
+        return runtime
     if manifest is None:
         raise VitEdgeError(f"{candidate_path}: no reference recorded (no manifest)", hint="pass --reference")
-    return runtimes.reference_from_manifest(manifest, **options)
+    folder = candidate_path if candidate_path.is_dir() else candidate_path.parent
+    return runtimes.reference_from_manifest(manifest, directory=folder, trusted=trust_source, code_named=code_named,
+                                            **options)
+
+
+def check_reference_size(runtime, preprocess, name) -> None:
+    """Both sides are fed the candidate's preprocessing, so a reference built for another input size (and not
+    for any size) cannot be compared: refused in one line instead of failing inside its backend."""
+    if preprocess is None:
+        return
+    loaded = getattr(runtime, "loaded", None)  # a MODEL spec run in torch: the size it was built at
+    if loaded is not None:
+        own, dynamic = loaded.preprocess.input_size, bool((loaded.source.get("build") or {}).get("dynamic_size"))
+    else:
+        recorded = getattr(runtime.manifest, "preprocess", None)
+        own, dynamic = (recorded.input_size if recorded is not None else None), runtime.dynamic_size
+    if own is None or dynamic or tuple(own) == tuple(preprocess.input_size):
+        return
+    raise VitEdgeError(f"--reference {name} runs at {own[0]}x{own[1]}, the candidate at "
+                       f"{preprocess.input_size[0]}x{preprocess.input_size[1]}; both are fed the candidate's input",
+                       hint="pass a reference of the candidate's input size (an artifact converted with that "
+                            "--input-size), or drop --reference to rebuild the recorded source")
 
 
 def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds=None, write_to=None,
                       progress: bool = True, candidate_options: dict | None = None, cache: bool = False,
                       ray: str | None = None, flips_dir=None, batch_size: int = 32,
-                      timing: bool = False) -> ParityReport:
+                      timing: bool = False, trust_source: bool = False, reference_options: dict | None = None,
+                      seed: int = 0) -> ParityReport:
     """Load the candidate artifact and its reference, compare them on ``data``; write reports if asked.
 
     ``cache``: serve the reference's outputs from (and store them in) the reference cache. ``ray``: run
     inference as Ray tasks ("local" or a cluster address). ``flips_dir``: write a contact sheet of the worst
-    flips there. ``timing``: record seconds in the report (off by default: identical runs, identical files)."""
+    flips there. ``timing``: record seconds in the report (off by default: identical runs, identical files).
+    ``trust_source``: the manifest was written by this process from the user's command line (convert), so
+    its recorded source is rebuilt as is; any other manifest's is rebuilt only if that runs no code it names.
+    A ``reference`` naming the recorded model itself rebuilds it with the recorded recipe (checkpoint, size).
+    ``reference_options``: how a MODEL spec ``reference`` is built (checkpoint, trust_checkpoint, task,
+    labels_file), as ``convert`` takes them. ``limit``: a sample of that many items, stratified by class when
+    labelled, drawn with ``seed`` (the report's notes say so)."""
     from vit_edge import reference_cache, runtimes
     from vit_edge.data import load_images
 
     started = time.perf_counter()
     th = thresholds if isinstance(thresholds, Thresholds) else Thresholds.from_options(thresholds)
+    reference_options = {k: v for k, v in (reference_options or {}).items() if v not in (None, False)}
+    if reference_options and reference is None:
+        from vit_edge.errors import flags_apply
+
+        raise VitEdgeError(f"{flags_apply(reference_options)} to --reference MODEL, and no --reference was given",
+                           hint="pass --reference MODEL (the recorded source is rebuilt as recorded)")
     cand_rt = runtimes.load(candidate, **(candidate_options or {}))
+    code_named = reference is not None and not reference_options and \
+        runtimes.names_recorded_source(reference, cand_rt.manifest)
+    if code_named:  # the user named the recorded model: rebuild it as recorded (and cache it as such)
+        reference = None
+    trust = {"trust_source": trust_source, "code_named": code_named}
     make_reference = functools.partial(reference_for, Path(candidate), cand_rt.manifest, reference,
-                                       preprocess=cand_rt.preprocess)
+                                       preprocess=cand_rt.preprocess, **trust, **reference_options)
     try:
-        images = load_images(data, cand_rt.labels)
+        if reference is None and not trust_source and cand_rt.manifest is not None:
+            from vit_edge.runtimes.trust import check_source
+
+            check_source(cand_rt.manifest, code_named=code_named)  # refused before a cached answer could hide it
+        images = load_images(data, cand_rt.labels).sample(limit, seed)
         key = parts = cached = None
         if cache:
-            key, parts = reference_cache.make_key(reference_cache.reference_identity(cand_rt.manifest, reference),
+            identity = reference_cache.reference_identity(cand_rt.manifest, reference, reference_options)
+            key, parts = reference_cache.make_key(identity,
                                                   cand_rt.preprocess, reference_cache.data_identity(images),
                                                   limit=limit, batch_size=batch_size)
             cached = reference_cache.load(key)
@@ -226,12 +278,15 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
             named = str(Path(reference).resolve()) if reference is not None and Path(str(reference)).exists() \
                 else reference
             ray_reference = functools.partial(reference_for, Path(candidate).resolve(), cand_rt.manifest, named,
-                                              preprocess=cand_rt.preprocess)
+                                              preprocess=cand_rt.preprocess, **trust,
+                                              **{k: str(Path(v).resolve()) if k in ("checkpoint", "labels_file")
+                                                 else v for k, v in reference_options.items()})
             got, ref_info = _collect_on_ray(ray, candidate, candidate_options, ray_reference, cached, images,
                                             cand_rt, batch_size, limit)
         else:
             got, ref_info = _collect_here(cand_rt, make_reference, cached, images, batch_size, limit, progress)
         report = _report(got, cand_rt, None, images, th, limit, ref_info=ref_info)
+        report.notes += data_notes(images, cand_rt.manifest)
         if cache and ref_info["source"] == "computed":  # a miss (or a stale entry, replaced)
             stored = reference_cache.store(key, parts, got.outputs["reference"], got.indices,
                                            {k: v for k, v in ref_info.items() if k != "source"})
@@ -249,6 +304,23 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
     if write_to is not None:
         write_reports(report, json_path=Path(write_to) / "report.json", markdown_path=Path(write_to) / "report.md")
     return report
+
+
+def data_notes(images, manifest) -> list:
+    """What the report must say about its data: how a --limit sample was drawn, and which images the
+    candidate's INT8 calibration (or recipe scoring) already used, found by content (the manifest's hashes)."""
+    from vit_edge.calibration import DIGESTS_KEY
+
+    notes = [f"limited to {images.selection}"] if images.selection else []
+    quantization = getattr(manifest, "quantization", None)
+    recorded = set(((quantization.calibration or {}) if quantization is not None else {}).get(DIGESTS_KEY) or [])
+    if recorded:
+        shared = sum(1 for i in range(len(images)) if images.digest(i) in recorded)
+        if shared:
+            notes.append(f"WARNING: {shared} of the {len(images)} validation images are images INT8 calibration "
+                         "used (identical content): parity on them is optimistic; validate on images calibration "
+                         "never saw")
+    return notes
 
 
 def _collect_here(cand_rt, make_reference, cached, images, batch_size, limit, progress):
@@ -290,11 +362,28 @@ def _collect_on_ray(address, candidate, candidate_options, make_reference, cache
 
 
 def write_reports(report: ParityReport, *, json_path=None, markdown_path=None, junit_path=None) -> None:
-    from vit_edge.artifact import write_json, write_text
+    """Write the renderings asked for. All are rendered before the first is written, so a rendering that
+    fails leaves none behind; paths that are not valid UTF-8 (a folder named in Latin-1: Python holds its bytes
+    as surrogates) are written with those bytes escaped (``\\xff``), so the report names the file and every
+    report is valid UTF-8."""
+    import json
 
+    from vit_edge.artifact import write_text
+
+    texts = {}
     if json_path:
-        write_json(json_path, report.to_dict())
+        texts[json_path] = json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n"  # as write_json writes
     if markdown_path:
-        write_text(markdown_path, report.to_markdown())
+        texts[markdown_path] = report.to_markdown()
     if junit_path:
-        write_text(junit_path, report.to_junit())
+        texts[junit_path] = report.to_junit()
+    for path, text in texts.items():
+        write_text(path, _utf8(text))
+
+
+def _utf8(text: str) -> str:
+    """``text`` with lone surrogates (undecodable bytes of file names) replaced by their byte escapes."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to: escaped as itself
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

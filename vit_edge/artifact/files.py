@@ -13,14 +13,16 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
-import shutil
 import signal
 import tempfile
-import time
 from pathlib import Path
 
+import vit_edge.artifact.publish as publish
 from vit_edge.errors import OutputError, VitEdgeError
+
+log = logging.getLogger("vit_edge")
 
 MANIFEST = "manifest.json"
 # Errors that mean "this location cannot take the output", as opposed to a bug elsewhere.
@@ -150,56 +152,71 @@ def interrupts_as_exceptions():
 
 
 @contextlib.contextmanager
-def atomic_output_dir(out, force: bool = False):
-    """Yield a temporary sibling directory; on success it replaces ``out`` in one rename.
+def atomic_output_dir(out, force: bool = False, replaceable=None):
+    """Yield a temporary sibling directory; on success it becomes ``out`` in one rename.
 
     A failure, Ctrl-C or SIGTERM inside the block removes the temporary directory and leaves any
-    existing ``out`` untouched, so a convert is all or nothing.
+    existing ``out`` untouched, so a convert is all or nothing. Something that appears at ``out`` while
+    the block runs is never replaced without ``force``; with it, ``replaceable(out)`` (when given) must
+    accept what is there, at the start and again at the end. Temporaries of earlier runs that died
+    (SIGKILL, OOM) are removed first, and the log says so.
     """
     out = Path(out)
     if out.exists() and not force:
         raise OutputError(f"{out} already exists", hint="pass --force to replace it, or choose another --out")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a directory", hint="choose another --out")
+    if out.exists() and replaceable is not None:
+        replaceable(out)
     parent = out.parent if str(out.parent) else Path(".")
     # Signals are caught from before the temporary folder exists, so no moment leaves it behind.
     with interrupts_as_exceptions():
         try:
             parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the final --out should be an ordinary folder
+            stale = publish.sweep_stale(parent, out.name)
+            tmp, owner = publish.claim_temp(parent, out.name)
         except OSError as exc:
             raise OutputError(f"cannot create {out} ({exc.strerror or exc})",
                               hint="choose a writable --out location") from None
+        if stale:
+            log.warning("removed %d stale temporary folder(s) of earlier runs writing %s that were killed before "
+                        "they finished: %s", len(stale), out, ", ".join(stale))
         try:
             yield tmp
             if interrupted():  # the exception was swallowed on the way up: still publish nothing
                 raise KeyboardInterrupt("interrupted")
-            _replace_dir(tmp, out, parent)
+            _publish(tmp, out, force, replaceable)
         except Exception as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
+            publish.remove(tmp)
             full = None if isinstance(exc, VitEdgeError) else disk_error(exc)
             if full is not None:
                 raise OutputError(f"cannot write {out} ({full.strerror or full})",
                                   hint="check free disk space, file-size limits and permissions") from None
             raise
         except BaseException as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
+            publish.remove(tmp)
             if isinstance(exc, _Terminated):
                 raise KeyboardInterrupt("terminated") from None
             raise
+        finally:
+            publish.release_temp(tmp, owner)
 
 
-def _replace_dir(tmp: Path, out: Path, parent: Path) -> None:
-    """Move ``tmp`` to ``out``; an existing ``out`` is set aside first and restored if the move fails."""
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    trash = parent / f".{out.name}.old-{os.getpid()}-{int(time.time())}"
-    os.rename(out, trash)
+def _publish(tmp: Path, out: Path, force: bool, replaceable) -> None:
+    """Rename ``tmp`` to ``out``. What is at ``out`` now is replaced only with ``force`` and only when
+    ``replaceable`` accepts it: checked again here because it may have appeared or changed since the start."""
     try:
-        os.rename(tmp, out)
-    except BaseException:
-        os.rename(trash, out)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
+        publish.rename_new(tmp, out)
+        return
+    except FileExistsError:
+        pass
+    if not force:
+        raise OutputError(f"{out} appeared while this run was writing (another convert or program created it); "
+                          "it was left untouched and this result discarded",
+                          hint="choose another --out, or pass --force to replace an earlier artifact")
+    if not out.is_dir():
+        raise OutputError(f"{out} appeared while this run was writing and is not a directory; it was left "
+                          "untouched and this result discarded", hint="choose another --out")
+    if replaceable is not None:
+        replaceable(out)
+    publish.replace(tmp, out)

@@ -33,6 +33,8 @@ class SourceRecord(Record):
     checkpoint_sha256: str | None = None
     random_init: bool | None = None
     file: str | None = None  # python: the model file
+    import_root: str | None = None  # python: the folder on sys.path while the file imports (its own folder)
+    modules: dict[str, str] | None = None  # python: sha256 of each module imported from import_root
     build: dict[str, Any] | None = None  # how it was built (input_size, dynamic_size, model_kwargs)
     onnx_file: str | None = None  # onnx: the file converted
     onnx_sha256: str | None = None
@@ -106,6 +108,8 @@ class OpenVINORecord(Record):
     version: str | None = None
     weights: str | None = None
     compressed_to_fp16: bool | None = None
+    route: str | None = None  # pytorch (OpenVINO's PyTorch frontend) or onnx (the FP32 ONNX export)
+    route_reason: str | None = None  # why the ONNX route was taken
     parity: dict[str, Any] | None = None
 
 
@@ -234,9 +238,29 @@ def read_manifest(directory) -> Manifest:
     if not isinstance(data, dict):
         raise ArtifactError(f"{path}: not a vit-edge manifest (not a JSON object)")
     try:
+        _require_fields(data)
         return Manifest.from_dict(data)
     except ArtifactError as exc:
         raise ArtifactError(f"{path}: {exc.message}", hint=exc.hint) from None
+
+
+# What every manifest.json vit-edge writes holds (Manifest.ALWAYS), and what a runtime cannot guess: without
+# preprocessing a 32x32 model was fed 224x224 defaults (exit 70), without a seed a random-init reference was
+# rebuilt with seed 0. ``labels`` may be null (a features model), never absent.
+_REQUIRED = {"preprocess": "an object", "seed": "an integer"}
+_PRESENT = ("labels",)
+
+
+def _require_fields(data: dict) -> None:
+    for name, kind in _REQUIRED.items():
+        if data.get(name) is None:
+            raise ArtifactError(f"manifest field {name!r} should be {kind}, not "
+                                f"{'missing' if name not in data else 'null'}",
+                                hint="the manifest was edited or damaged; re-run vit-edge convert")
+    for name in _PRESENT:
+        if name not in data:
+            raise ArtifactError(f"manifest field {name!r} is missing",
+                                hint="the manifest was edited or damaged; re-run vit-edge convert")
 
 
 def manifest_of(artifact) -> Manifest:

@@ -20,6 +20,9 @@ from vit_edge.preprocess import check_batch
 log = logging.getLogger("vit_edge")
 
 DEFAULT_SIZE = 300
+# The manifest key (quantization.calibration) of the images' content hashes, calibration and recipe scoring
+# together: validate warns when its data holds any of them (parity measured on images INT8 was fitted to).
+DIGESTS_KEY = "images_sha256"
 
 
 @dataclass
@@ -32,6 +35,7 @@ class CalibrationData:
     skipped: list = field(default_factory=list)  # files that did not decode
     holdout: object | None = None  # data.ImageSet of the labelled images not used for calibration
     scoring: np.ndarray | None = None  # images sampled after the calibration ones, never calibrated on
+    digests: list = field(default_factory=list)  # sorted content hashes of every image used (ImageSet.digest)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -45,7 +49,8 @@ class CalibrationData:
         return {"source": self.source, "requested": self.requested, "used": len(self),
                 "skipped_files": len(self.skipped),
                 **({"scoring": len(self.scoring)} if self.scoring is not None else {}),
-                **({"holdout": len(self.holdout)} if self.holdout is not None else {})}
+                **({"holdout": len(self.holdout)} if self.holdout is not None else {}),
+                **({DIGESTS_KEY: self.digests} if self.digests else {})}
 
 
 def load_calibration(spec, preprocess, *, size: int = DEFAULT_SIZE, seed: int = 0, label_names=None,
@@ -109,7 +114,9 @@ def load_calibration(spec, preprocess, *, size: int = DEFAULT_SIZE, seed: int = 
         if rest:
             holdout = images.subset(rest)
             holdout.source = f"{source} (held out from calibration)"
+    digests = sorted({d for d in (images.digest(int(i)) for i in used_indices) if d is not None})
     data = CalibrationData(np.ascontiguousarray(arrays, dtype=np.float32), source, size, list(images.skipped),
-                           holdout, None if held is None else np.ascontiguousarray(held, dtype=np.float32))
+                           holdout, None if held is None else np.ascontiguousarray(held, dtype=np.float32),
+                           digests)
     log.info("calibration: %d images from %s", len(data), source)
     return data

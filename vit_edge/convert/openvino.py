@@ -1,4 +1,10 @@
-"""Target ``openvino``: FP32 ONNX -> OpenVINO IR (``model.xml`` + ``model.bin``) in fp32, fp16 or int8.
+"""Target ``openvino``: torch (PyTorch frontend) or FP32 ONNX -> OpenVINO IR (``model.xml`` + ``model.bin``)
+in fp32, fp16 or int8.
+
+Two routes to the ``ov.Model`` (``--route``): ``pytorch`` converts the torch module with OpenVINO's PyTorch
+frontend, which keeps attention fused (see :mod:`.stages.torch_frontend` for why and what it measured);
+``onnx`` converts the proven FP32 ONNX export. ``auto`` (the default) takes ``pytorch`` where it converts
+and matches torch, else ``onnx``; the manifest records the route and why.
 
 INT8 quantizes the OpenVINO model itself with NNCF (after ``ov.convert_model``) rather than converting a
 Q/DQ ONNX. Measured both ways (benchmarks/openvino_int8_vs_torch.py --onnx-path; the demo on digits:test)
@@ -25,6 +31,7 @@ ARTIFACT = "model.xml"
 @dataclass(frozen=True)
 class OpenVINOOptions:
     device: str | None = None  # where convert's own checks run (CPU by default)
+    route: str = "onnx"  # auto, pytorch (OpenVINO's PyTorch frontend) or onnx (the FP32 ONNX export)
 
 
 class OpenVINOTarget(Target):
@@ -32,18 +39,16 @@ class OpenVINOTarget(Target):
     summary = "OpenVINO IR for Intel CPUs, GPUs and NPUs (NNCF INT8)"
     Options = OpenVINOOptions
     cli_options = (click.option("--device", default=None,
-                                help="OpenVINO device for convert's checks and validation (CPU, GPU, NPU, AUTO)."),)
+                                help="OpenVINO device for convert's checks and validation (CPU, GPU, NPU, AUTO)."),
+                   click.option("--route", type=click.Choice(["auto", "pytorch", "onnx"]), default="onnx",
+                                show_default=True,
+                                help="How the IR is made: OpenVINO's PyTorch frontend (attention stays fused), "
+                                     "the FP32 ONNX export, or auto: pytorch where it converts and matches "
+                                     "torch, else onnx."))
 
     def build(self, job) -> Built:
-        from vit_edge.convert.stages.export import export_fp32
-
         ov = require("openvino", "openvino")
-        onnx_path = job.workdir / ".fp32.onnx"  # hidden: a build input, not part of the artifact
-        export_fp32(job, onnx_path)
-        try:
-            model = ov.convert_model(str(onnx_path))
-        except Exception as exc:  # the converter raises its own OpConversionFailure/GeneralFailure types
-            raise ExportError(f"OpenVINO cannot convert the ONNX: {first_line(exc)}") from None
+        model, route, onnx_path = self._fp32_model(job, ov)
         if job.precision == "int8":
             from vit_edge.convert.stages.quantize import quantize_openvino
 
@@ -57,16 +62,46 @@ class OpenVINOTarget(Target):
         except Exception as exc:  # OpenVINO reports a failed write as RuntimeError("basic_ios::clear: iostream error")
             raise OutputError(f"cannot write the OpenVINO IR into {job.workdir.parent} ({first_line(exc, 120)})",
                               hint="check free disk space, file-size limits and permissions") from None
-        onnx_path.unlink()
+        if onnx_path is not None:
+            onnx_path.unlink()
         from vit_edge.artifact import library_versions
 
         job.manifest.artifact = ARTIFACT
         job.manifest.versions = library_versions("torch", "onnx", "onnxslim", "timm", "transformers", "nncf",
                                                  "openvino")
         record = OpenVINORecord(version=ov.__version__, weights="model.bin",
-                                compressed_to_fp16=job.precision == "fp16")
+                                compressed_to_fp16=job.precision == "fp16", **route)
         record.parity = check_parity(job, xml)
         return Built(artifact=ARTIFACT, record=record)
+
+
+    @staticmethod
+    def _fp32_model(job, ov):
+        """(FP32 ov.Model, the route record, the FP32 ONNX it came from or None) by ``--route``."""
+        from vit_edge.convert.stages import torch_frontend
+
+        wanted = job.target_options.route
+        why_not = torch_frontend.usable(job) if wanted != "onnx" else "--route onnx"
+        if why_not is None:
+            try:
+                return torch_frontend.convert_torch(job), {"route": "pytorch"}, None
+            except torch_frontend.RouteFailed as exc:
+                if wanted == "pytorch":
+                    raise ExportError(f"OpenVINO's PyTorch frontend cannot convert this model: {exc}",
+                                      hint="use --route onnx (or auto)") from None
+                why_not = f"OpenVINO's PyTorch frontend failed ({exc})"
+                job.messages.append(f"{why_not}; made the IR from the FP32 ONNX instead")
+        elif wanted == "pytorch":
+            raise ExportError(f"--route pytorch cannot be used: {why_not}", hint="use --route onnx (or auto)")
+        from vit_edge.convert.stages.export import export_fp32
+
+        onnx_path = job.workdir / ".fp32.onnx"  # hidden: a build input, not part of the artifact
+        export_fp32(job, onnx_path)
+        try:
+            model = ov.convert_model(str(onnx_path))
+        except Exception as exc:  # the converter raises its own OpConversionFailure/GeneralFailure types
+            raise ExportError(f"OpenVINO cannot convert the ONNX: {first_line(exc)}") from None
+        return model, {"route": "onnx", "route_reason": why_not}, onnx_path
 
 
 TARGET = OpenVINOTarget()

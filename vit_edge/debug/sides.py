@@ -94,13 +94,15 @@ def attach_reference(sides: Sides, reference, workdir: Path) -> None:
     from vit_edge.runtimes.torch import TorchRuntime
 
     manifest = sides.manifest
-    if reference is not None:
+    if reference is not None and not runtimes.names_recorded_source(reference, manifest):
         runtime = runtimes.load_any(reference, preprocess=sides.preprocess, task=manifest.task or "classify",
                                     target="onnx" if _is_artifact_dir(reference) else None)
         what = {"given": str(reference)}
-    else:
-        runtime = runtimes.reference_from_manifest(manifest, preprocess=sides.preprocess)
-        what = {"given": None, "source": manifest.source.spec or manifest.source.onnx_file}
+    else:  # the recorded source; run as code only when the user named it (runtimes.trust decides the rest)
+        runtime = runtimes.reference_from_manifest(manifest, directory=sides.path.parent, preprocess=sides.preprocess,
+                                                   code_named=reference is not None)
+        what = {"given": None if reference is None else str(reference),
+                "source": manifest.source.spec or manifest.source.onnx_file}
     try:
         if isinstance(runtime, TorchRuntime):
             from vit_edge.convert.stages.export import export_torch

@@ -144,19 +144,13 @@ class OnnxTaps:
         base = self.transforms.get(handle, (handle,))[0]
         if base != handle and base in targets:
             return {base}
-        alias = _aliases(self.transforms, targets)
-        found, seen, stack = set(), set(), [base]
-        while stack and len(seen) < UPSTREAM_SEARCH:
-            node = self.producer.get(stack.pop())
-            for name in node.input if node is not None and node.op_type not in ("Shape", "Size") else ():
-                if not name or name in self.inits or name in seen:
-                    continue
-                seen.add(name)
-                if name in alias or name in targets:
-                    found.add(alias.get(name, name))
-                else:
-                    stack.append(name)
-        return found
+        def parents(name):
+            node = self.producer.get(name)
+            for parent in node.input if node is not None and node.op_type not in ("Shape", "Size") else ():
+                if parent and parent not in self.inits:
+                    yield parent, parent
+
+        return _walk_up(base, parents, _aliases(self.transforms, targets), targets)
 
     def run(self, handles: list, batches, config=None):
         """Yield, per batch, ``{handle: array}`` for ``handles`` and ``None`` for the graph output."""
@@ -259,21 +253,14 @@ class OpenVINOTaps:
         base = self.transforms.get(handle, (handle,))[0]
         if base != handle and base in targets:
             return {base}
-        alias = _aliases(self.transforms, targets)
-        found, seen, stack = set(), set(), [self.outputs[base]]
-        while stack and len(seen) < UPSTREAM_SEARCH:
-            node = stack.pop().get_node()
+        def parents(output):
+            node = output.get_node()
             for k in range(node.get_input_size() if node.get_type_name() not in ("ShapeOf",) else 0):
                 source = node.input_value(k)
-                key = self._key(source)
-                if key in seen or source.get_node().get_type_name() == "Constant":
-                    continue
-                seen.add(key)
-                if key in alias or key in targets:
-                    found.add(alias.get(key, key))
-                else:
-                    stack.append(source)
-        return found
+                if source.get_node().get_type_name() != "Constant":
+                    yield self._key(source), source
+
+        return _walk_up(self.outputs[base], parents, _aliases(self.transforms, targets), targets)
 
     def run(self, handles: list, batches, config=None):
         import openvino as ov
@@ -298,6 +285,22 @@ class OpenVINOTaps:
             got[params[0]] = batch
             got[None] = got[self.final]
             yield _transformed(got, self.transforms)
+
+
+def _walk_up(start, parents, alias: dict, targets: set) -> set:
+    """Walk producers up from ``start`` (``parents(item)`` yields ``(key, item)`` per input) and return the
+    targets reached with no other target in between; one walk for both graph kinds."""
+    found, seen, stack = set(), set(), [start]
+    while stack and len(seen) < UPSTREAM_SEARCH:
+        for key, item in parents(stack.pop()):
+            if key in seen:
+                continue
+            seen.add(key)
+            if key in alias or key in targets:
+                found.add(alias.get(key, key))
+            else:
+                stack.append(item)
+    return found
 
 
 def _aliases(transforms: dict, targets: set) -> dict:

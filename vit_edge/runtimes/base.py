@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vit_edge.preprocess import PreprocessConfig, as_batch, check_batch
+from vit_edge.errors import DataError
+from vit_edge.preprocess import PreprocessConfig, as_batch, check_batch, image_to_array, open_image
 
 
 class Runtime:
@@ -51,6 +52,25 @@ class Runtime:
             best = np.argsort(-row, kind="stable")[:k]
             result.append([(self.label(i), float(row[i])) for i in best])
         return result
+
+    def topk_stream(self, paths, k: int = 5, batch_size: int = 32, skip=()):
+        """Yield ``(path, best)`` for each image path in order, ``batch_size`` of them decoded and run at a
+        time: memory is one batch's however many paths there are, and results come as each batch finishes.
+        A path in ``skip`` that does not decode yields ``best=None``; any other raises its DataError."""
+        paths = list(paths)
+        for start in range(0, len(paths), batch_size):
+            arrays, rows = [], []
+            for path in paths[start:start + batch_size]:
+                try:
+                    arrays.append(image_to_array(open_image(path), self.preprocess))
+                    rows.append(len(arrays) - 1)
+                except DataError:
+                    if path not in skip:
+                        raise
+                    rows.append(None)
+            best = self.topk(np.stack(arrays), k=k) if arrays else []
+            yield from ((path, None if row is None else best[row])
+                        for path, row in zip(paths[start:start + batch_size], rows))
 
     def label(self, index: int):
         return self.labels[index] if self.labels and 0 <= index < len(self.labels) else int(index)

@@ -33,6 +33,10 @@ class ONNXRuntime(Runtime):
         self.input_name = self.session.get_inputs()[0].name
         shape = self.session.get_inputs()[0].shape
         dynamic = len(shape) == 4 and not (isinstance(shape[2], int) and isinstance(shape[3], int))
+        if len(shape) == 4 and isinstance(shape[1], int) and shape[1] != preprocess.channels:
+            # Fed as recorded, every call would fail inside ONNX Runtime; say which side is wrong now.
+            raise ArtifactError(f"{self.path} takes {shape[1]}-channel input but its preprocessing gives "
+                                f"{preprocess.channels} channels", hint=f"re-convert it with --channels {shape[1]}")
         kwargs.setdefault("name", self.path.name)
         super().__init__(preprocess=preprocess, dynamic_size=dynamic, **kwargs)
 

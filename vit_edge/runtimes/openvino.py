@@ -32,7 +32,10 @@ class OpenVINORuntime(Runtime):
     15% more at batch 8 (2-core AMD EPYC, OpenVINO 2026.4). So the first ``MAX_STATIC_SHAPES`` input
     shapes seen are each compiled with that shape fixed (batch 1 at load time, so the first image costs no
     compile), and any further shape runs the dynamic model; each static shape is one more compiled model in
-    memory. Why the split: under the throughput hint the plugin runs one single-thread stream per core,
+    memory. The price: static and dynamic compiles are different kernels, so one input's logits depend
+    slightly on which shapes were compiled before it (demo INT8: up to 0.0096 at batch 32..128, 0 at 4 and
+    16, no top-1 changed; benchmarks/openvino_static_vs_dynamic.py), accepted for the speed and documented
+    in the README. Why the split: under the throughput hint the plugin runs one single-thread stream per core,
     but one synchronous request would use only one of them."""
 
     target = "openvino"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from vit_edge.errors import ModelSpecError
-from vit_edge.sources import demo, hf, onnx_file, python_file, timm_models, torchvision_models
+from vit_edge.sources import channels, demo, hf, onnx_file, python_file, timm_models, torchvision_models
 from vit_edge.sources.common import LoadedModel, LoadRequest
 from vit_edge.sources.introspect import check_runs_at, patch_size, probe_sizes
 from vit_edge.sources.labels import read_labels
@@ -45,14 +45,15 @@ class Family:
     torch_module: bool = True
     takes_checkpoint: bool = True  # False: its weights are built in, so --checkpoint is refused
     takes_model_kwargs: bool = False  # model keyword arguments reach its constructor
-    built_at_size: bool = False  # --input-size changes the built model, so manifests record it
+    built_at_size: bool = False  # --input-size (and --channels) change the built model, so manifests record them
+    takes_num_classes: bool = False  # --num-classes rebuilds its classifier head
 
 
 FAMILIES = {
     "demo": Family(demo.load, takes_checkpoint=False),
-    "timm": Family(timm_models.load, takes_model_kwargs=True, built_at_size=True),
-    "hf": Family(hf.load, built_at_size=True),
-    "torchvision": Family(torchvision_models.load),
+    "timm": Family(timm_models.load, takes_model_kwargs=True, built_at_size=True, takes_num_classes=True),
+    "hf": Family(hf.load, built_at_size=True, takes_num_classes=True),
+    "torchvision": Family(torchvision_models.load, takes_num_classes=True),
     "python": Family(python_file.load),
     "onnx": Family(onnx_file.load, torch_module=False, takes_checkpoint=False),
 }
@@ -60,14 +61,18 @@ FAMILIES = {
 
 def load_model(spec: str | None = None, *, checkpoint=None, task: str | None = None, labels_file=None,
                trust_checkpoint: bool = False, seed: int = 0, dynamic_size: bool = False,
-               model_kwargs: dict | None = None, **preprocess_overrides) -> LoadedModel:
-    """Load MODEL ``spec``; keyword overrides (input_size, mean, std, interpolation, crop_pct) win over
-    what the model declares. ``task`` None means the model's own: classify, or what an ONNX file records.
+               model_kwargs: dict | None = None, num_classes: int | None = None,
+               **preprocess_overrides) -> LoadedModel:
+    """Load MODEL ``spec``; keyword overrides (input_size, mean, std, channels, interpolation, crop_pct) win
+    over what the model declares (mean/std: one value per input channel, or one for all; ``channels`` must be
+    one the model runs with, and builds a timm model with that ``in_chans``). ``task`` None means the model's own: classify, or what an ONNX file records.
 
     ``input_size`` is more than preprocessing: a timm model is built at that size (its position
     embedding resampled) and a Hugging Face model interpolates its position encoding, so the graph really
     runs at that size. ``dynamic_size`` builds the model to accept any height/width where its family can
-    (timm ``dynamic_img_size``). ``model_kwargs`` go to ``timm.create_model`` (e.g. depth, embed_dim)."""
+    (timm ``dynamic_img_size``). ``model_kwargs`` go to ``timm.create_model`` (e.g. depth, embed_dim).
+    ``num_classes`` rebuilds a timm, torchvision or Hugging Face classifier head with that many classes before
+    the checkpoint is loaded into it (a model fine-tuned on another class count)."""
     if task is not None and task not in TASKS:
         raise ModelSpecError(f"unknown task {task!r}", hint=f"use one of {', '.join(TASKS)}")
     kind, value = parse_spec(spec)
@@ -78,23 +83,43 @@ def load_model(spec: str | None = None, *, checkpoint=None, task: str | None = N
     if model_kwargs and not family.takes_model_kwargs:
         takers = ", ".join(k for k, f in FAMILIES.items() if f.takes_model_kwargs)
         raise ModelSpecError(f"model keyword arguments only apply to {takers} models, not {kind}")
+    if num_classes is not None:
+        takers = ", ".join(k for k, f in FAMILIES.items() if f.takes_num_classes)
+        if not family.takes_num_classes:
+            raise ModelSpecError(f"--num-classes does not apply to a {kind} model (its head is what it is)",
+                                 hint=f"drop --num-classes; it rebuilds the head of {takers} models")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ModelSpecError("--num-classes must be a positive integer", got=num_classes)
     request = LoadRequest(checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, task=task,
                           input_size=preprocess_overrides.get("input_size"), dynamic_size=dynamic_size,
-                          model_kwargs=dict(model_kwargs or {}))
+                          model_kwargs=dict(model_kwargs or {}), channels=preprocess_overrides.get("channels"),
+                          num_classes=num_classes)
     if family.torch_module:
-        loaded = _load_module(family, value, request, seed, spec)
+        loaded = _load_module(family, value, request, seed)
     else:
         loaded = family.load(value, request)
     if labels_file is not None:
         loaded.labels = read_labels(labels_file)
     overrides = {k: v for k, v in preprocess_overrides.items() if v is not None}
-    if overrides:
-        loaded.preprocess = loaded.preprocess.replace(**overrides)
+    own_size = loaded.preprocess.input_size
+    loaded.preprocess = channels.resolve(loaded, overrides, str(spec or "demo"))
+    if family.torch_module and not family.built_at_size and request.input_size is not None:
+        # Only preprocessing changes here (the family is not rebuilt at a size): a model that cannot run there
+        # must fail now in one line, not after an export with pages of exporter output.
+        check_runs_at(loaded.module, tuple(request.input_size), problem=f"{spec or 'demo'} cannot run",
+                      hint=f"{kind} models are not rebuilt at another size; drop --input-size (it runs at "
+                           f"{own_size[0]}x{own_size[1]})", channels=loaded.preprocess.channels)
+    if family.torch_module and request.dynamic_size:
+        size = tuple(request.input_size or loaded.preprocess.input_size)
+        for other in probe_sizes(size, patch_size(loaded.module)):
+            check_runs_at(loaded.module, other, problem=f"{spec} does not support --dynamic-size: "
+                          "it cannot run", hint="export it at a fixed size (without --dynamic-size)",
+                          channels=loaded.preprocess.channels)
     loaded.source["spec"] = absolute_spec(kind, value, spec)
     return loaded
 
 
-def _load_module(family: Family, value: str, request: LoadRequest, seed: int, spec) -> LoadedModel:
+def _load_module(family: Family, value: str, request: LoadRequest, seed: int) -> LoadedModel:
     """Load a torch-module family and make the module ready for export."""
     from vit_edge.errors import require
 
@@ -110,11 +135,6 @@ def _load_module(family: Family, value: str, request: LoadRequest, seed: int, sp
         open_layer_scales(loaded.module)
     loaded = _apply_task(loaded, request.task or loaded.task)
     _record_build(loaded.source, request, family)
-    if request.dynamic_size:
-        size = tuple(request.input_size or loaded.preprocess.input_size)
-        for other in probe_sizes(size, patch_size(loaded.module)):
-            check_runs_at(loaded.module, other, problem=f"{spec} does not support --dynamic-size: "
-                          "it cannot run", hint="export it at a fixed size (without --dynamic-size)")
     return loaded
 
 
@@ -133,6 +153,10 @@ def _record_build(source: dict, request: LoadRequest, family: Family) -> None:
     recorded = {}
     if request.input_size is not None and family.built_at_size:
         recorded["input_size"] = list(request.input_size)
+    if request.channels is not None and family.built_at_size:
+        recorded["channels"] = int(request.channels)
+    if request.num_classes is not None:
+        recorded["num_classes"] = int(request.num_classes)
     if request.dynamic_size:
         recorded["dynamic_size"] = True
     if request.model_kwargs:
@@ -147,4 +171,8 @@ def build_options(source: dict) -> dict:
     options = {"dynamic_size": bool(build.get("dynamic_size")), "model_kwargs": build.get("model_kwargs")}
     if build.get("input_size"):
         options["input_size"] = tuple(build["input_size"])
+    if build.get("channels"):
+        options["channels"] = int(build["channels"])
+    if build.get("num_classes"):
+        options["num_classes"] = int(build["num_classes"])
     return options

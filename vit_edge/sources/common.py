@@ -40,6 +40,8 @@ class LoadRequest:
     input_size: tuple | None = None  # build the model at this size where its family can
     dynamic_size: bool = False  # build it to accept any height/width where its family can
     model_kwargs: dict = field(default_factory=dict)  # for timm.create_model
+    channels: int | None = None  # --channels: build the model with that many inputs where its family can
+    num_classes: int | None = None  # --num-classes: rebuild the classifier head with that many classes
 
 
 def warn(loaded_warnings: list, message: str) -> None:
@@ -47,10 +49,19 @@ def warn(loaded_warnings: list, message: str) -> None:
     loaded_warnings.append(message)
 
 
-def load_checkpoint_into(module, checkpoint, trust: bool, source: dict, adapt=None) -> None:
-    from vit_edge.checkpoints import apply_state_dict, checkpoint_info, read_state_dict
+def load_checkpoint_into(module, checkpoint, trust: bool, source: dict, adapt=None, warnings=None) -> None:
+    """Read ``checkpoint`` into ``module``, wrapper prefixes (DDP, Lightning, torch.compile) stripped first
+    and said so in ``warnings`` (printed as a note)."""
+    from vit_edge.checkpoints import (WRAPPER_PREFIXES, apply_state_dict, checkpoint_info, read_state_dict,
+                                      strip_wrapper_prefixes)
 
-    state = read_state_dict(checkpoint, trust=trust)
+    state, stripped = strip_wrapper_prefixes(read_state_dict(checkpoint, trust=trust), module.state_dict())
+    if stripped:
+        note = (f"checkpoint {Path(checkpoint).name}: stripped the prefix {''.join(stripped)!r} that "
+                f"{' and '.join(WRAPPER_PREFIXES[p] for p in stripped)} put on every key")
+        log.info(note)
+        if warnings is not None:
+            warnings.append(note)
     if adapt is not None:
         state = adapt(state)
     apply_state_dict(module, state, checkpoint)

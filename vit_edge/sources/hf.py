@@ -10,7 +10,8 @@ from pathlib import Path
 
 from vit_edge.errors import CheckpointError, ModelSpecError
 from vit_edge.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
-from vit_edge.sources.common import LoadedModel, LoadRequest, load_checkpoint_into, no_checkpoint
+from vit_edge.sources.channels import declared
+from vit_edge.sources.common import LoadedModel, LoadRequest, load_checkpoint_into, no_checkpoint, warn
 from vit_edge.sources.introspect import check_runs_at
 
 log = logging.getLogger("vit_edge")
@@ -36,9 +37,16 @@ def load(value: str, request: LoadRequest) -> LoadedModel:
     except (OSError, ValueError) as exc:
         raise ModelSpecError(f"{directory}/config.json is not a usable Hugging Face config ({exc})") from None
     cls = model_class(transformers, config)
+    rebuilt = request.num_classes is not None and request.num_classes != getattr(config, "num_labels", None)
+    if rebuilt:  # the head is rebuilt at N (its id2label becomes LABEL_0..), the body keeps its weights
+        config.num_labels = int(request.num_classes)
     try:
         if has_weights:
-            module = cls.from_pretrained(directory, local_files_only=True, use_safetensors=None)
+            module = cls.from_pretrained(directory, local_files_only=True, use_safetensors=None,
+                                         **({"config": config, "ignore_mismatched_sizes": True} if rebuilt else {}))
+            if rebuilt and request.checkpoint is None:
+                warn(warnings, f"--num-classes {request.num_classes}: the classifier head of {directory} is "
+                               "RANDOMLY INITIALISED (pass --checkpoint with the fine-tuned weights)")
         else:
             module = cls.from_config(config)
             no_checkpoint(source, warnings, str(directory))
@@ -47,12 +55,12 @@ def load(value: str, request: LoadRequest) -> LoadedModel:
     except OSError as exc:
         raise CheckpointError(f"{directory}: weights are corrupt or unreadable ({str(exc)[:120]})") from None
     if request.checkpoint is not None:
-        load_checkpoint_into(module, request.checkpoint, request.trust_checkpoint, source)
+        load_checkpoint_into(module, request.checkpoint, request.trust_checkpoint, source, warnings=warnings)
     classifier = "ForImageClassification" in type(module).__name__
     if task == "classify" and not classifier:
         raise ModelSpecError(f"{directory} holds a {type(module).__name__}, a feature extractor with no "
                              "classification head", hint="convert it with --task features")
-    pre = preprocess_config(directory, config)
+    pre = preprocess_config(directory, config, warnings)
     size = tuple(request.input_size or pre.input_size)
     # Position encodings are interpolated in the graph when the model runs at a size it was not built for.
     interpolate = bool(request.dynamic_size or size != image_size(config))
@@ -61,7 +69,7 @@ def load(value: str, request: LoadRequest) -> LoadedModel:
     wrapped = HFImageModel(module, task="classify" if task == "classify" else "features",
                            classifier=classifier, interpolate=interpolate)
     if request.input_size is not None:
-        check_runs_at(wrapped, size, problem=f"{directory} cannot run")
+        check_runs_at(wrapped, size, problem=f"{directory} cannot run", channels=pre.channels)
     id2label = getattr(config, "id2label", None) or {}
     labels = [id2label[i] for i in sorted(id2label)] if id2label and classifier else None
     return LoadedModel(wrapped, pre, labels, source, task=task, warnings=warnings)
@@ -84,11 +92,27 @@ def image_size(config) -> tuple:
     return (size, size) if isinstance(size, int) else tuple(size)
 
 
-def preprocess_config(directory: Path, config) -> PreprocessConfig:
+def num_channels(config) -> int:
+    """The input channels the config declares (``num_channels``; CLIP/SigLIP keep it in their vision config)."""
+    vision = getattr(config, "vision_config", None) or config
+    value = getattr(vision, "num_channels", 3)
+    return int(value) if isinstance(value, int) and value > 0 else 3
+
+
+def preprocess_config(directory: Path, config, warnings: list | None = None) -> PreprocessConfig:
     """``preprocessor_config.json`` as a :class:`PreprocessConfig`: resize + centre crop when the processor
     crops, a square at ``shortest_edge``, else a squash to height x width. Without the file: the config's
     image size, mean/std 0.5, bilinear squash (what most ViT processors default to)."""
     size = image_size(config)
+    pre = _processor_config(directory, config, size)
+    chans = num_channels(config)
+    if chans == pre.channels:
+        return pre
+    return pre.replace(**declared(chans, pre.mean, pre.std, name=str(directory),
+                                  warnings=[] if warnings is None else warnings))
+
+
+def _processor_config(directory: Path, config, size) -> PreprocessConfig:
     path = Path(directory) / "preprocessor_config.json"
     if not path.exists():
         log.warning("%s has no preprocessor_config.json: assuming %sx%s, mean/std 0.5, bilinear squash",

@@ -27,14 +27,14 @@ def probe_sizes(size, patch: int | None = None) -> list:
     return [(max(step, round(h * f / step) * step), max(step, round(w * f / step) * step)) for f in (0.75, 1.25)]
 
 
-def check_runs_at(module, size, *, problem: str, hint: str = FIXED_SIZE_HINT) -> None:
+def check_runs_at(module, size, *, problem: str, hint: str = FIXED_SIZE_HINT, channels: int = 3) -> None:
     """One forward at ``size``: a model that cannot run there fails now, with the model's own reason."""
     import torch
 
     module.eval()
     try:
         with torch.no_grad():
-            module(torch.zeros(1, 3, *size))
+            module(torch.zeros(1, channels, *size))
     except Exception as exc:  # models raise anything on a bad size; the reason is what the user needs
         raise ModelSpecError(f"{problem} at input size {size_text(size)}: {first_line(exc)}", hint=hint) from None
 

@@ -23,7 +23,7 @@ def load(value: str, request: LoadRequest) -> LoadedModel:
 
 def _read(path: Path) -> LoadedModel:
     from vit_edge.artifact import sha256_file
-    from vit_edge.onnx_meta import read_metadata
+    from vit_edge.onnx_meta import graph_preprocess, read_metadata
 
     meta = read_metadata(path)
     source = {"kind": "onnx", "name": path.name, "onnx_file": str(path.resolve()),
@@ -32,5 +32,8 @@ def _read(path: Path) -> LoadedModel:
         pre = PreprocessConfig.from_dict(meta["preprocess"])
         return LoadedModel(None, pre, meta.get("labels"), {**meta.get("source", {}), **source},
                            task=meta.get("task", "classify"), onnx_path=path)
-    log.warning("%s carries no vit-edge metadata: using default preprocessing unless overridden", path)
-    return LoadedModel(None, PreprocessConfig(), None, source, onnx_path=path)
+    pre = graph_preprocess(path)
+    log.warning("%s carries no vit-edge metadata: assuming %d channel(s) at %dx%d (its input shape), mean %s, "
+                "std %s, unless overridden", path, pre.channels, *pre.input_size, ",".join(map(str, pre.mean)),
+                ",".join(map(str, pre.std)))
+    return LoadedModel(None, pre, None, source, onnx_path=path)

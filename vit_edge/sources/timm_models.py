@@ -8,6 +8,7 @@ import sys
 
 from vit_edge.errors import ModelSpecError, first_line
 from vit_edge.preprocess import PreprocessConfig
+from vit_edge.sources.channels import declared, module_channels
 from vit_edge.sources.common import LoadedModel, LoadRequest, load_checkpoint_into, no_checkpoint
 from vit_edge.sources.introspect import FIXED_SIZE_HINT, check_runs_at, size_text
 from vit_edge.sources.spec import timm_suggestion
@@ -26,19 +27,24 @@ def load(name: str, request: LoadRequest) -> LoadedModel:
     source, warnings = {"kind": "timm", "name": name}, []
     if request.checkpoint is not None:
         load_checkpoint_into(module, request.checkpoint, request.trust_checkpoint, source,
-                             adapt=_checkpoint_filter(module))
+                             adapt=_checkpoint_filter(module), warnings=warnings)
     else:
         no_checkpoint(source, warnings, f"timm:{name}")
     data_cfg = timm.data.resolve_data_config({}, model=module)
+    # The pretrained config keeps (3, H, W) and RGB statistics when the model is built with in_chans=1.
+    chans = module_channels(module) or int(data_cfg["input_size"][0])
     pre = PreprocessConfig(
         input_size=tuple(data_cfg["input_size"][1:]),
-        mean=tuple(data_cfg["mean"]), std=tuple(data_cfg["std"]),
+        **declared(chans, data_cfg["mean"], data_cfg["std"], name=f"timm:{name}", warnings=warnings),
         interpolation=data_cfg.get("interpolation", "bicubic") if data_cfg.get("interpolation") in
         ("bilinear", "bicubic", "nearest") else "bicubic",
         crop_pct=float(data_cfg.get("crop_pct", 0.875)),
         resize_mode="squash" if data_cfg.get("crop_mode") == "squash" else "shorter",
     )
-    return LoadedModel(module, pre, _labels(module), source, warnings=warnings)
+    labels = _labels(module)
+    if labels is not None and len(labels) != getattr(module, "num_classes", len(labels)):
+        labels = None  # ImageNet's names for a head rebuilt with --num-classes
+    return LoadedModel(module, pre, labels, source, warnings=warnings)
 
 
 def _create(timm, name: str, request: LoadRequest):
@@ -52,6 +58,10 @@ def _create(timm, name: str, request: LoadRequest):
         kwargs["img_size"] = tuple(size)
     if request.dynamic_size:
         kwargs["dynamic_img_size"] = True
+    if request.channels is not None:
+        kwargs["in_chans"] = int(request.channels)
+    if request.num_classes is not None:
+        kwargs["num_classes"] = int(request.num_classes)
     while True:
         try:
             module = timm.create_model(name, pretrained=False, **kwargs)
@@ -69,7 +79,7 @@ def _create(timm, name: str, request: LoadRequest):
             raise ModelSpecError(f"timm:{name} cannot be built at input size {size_text(size)}: "
                                  f"{first_line(exc)}", hint=FIXED_SIZE_HINT) from None
     if size is not None:
-        check_runs_at(module, size, problem=f"timm:{name} cannot run")
+        check_runs_at(module, size, problem=f"timm:{name} cannot run", channels=module_channels(module) or 3)
     return module
 
 

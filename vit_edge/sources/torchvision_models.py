@@ -19,10 +19,14 @@ def load(name: str, request: LoadRequest) -> LoadedModel:
         close = difflib.get_close_matches(name, available, n=3, cutoff=0.6)
         raise ModelSpecError(f"torchvision has no classification model {name!r}"
                              + (f"; did you mean {', '.join('torchvision:' + c for c in close)}?" if close else ""))
-    module = tv.models.get_model(name, weights=None)
+    extra = {} if request.num_classes is None else {"num_classes": int(request.num_classes)}
+    try:
+        module = tv.models.get_model(name, weights=None, **extra)
+    except TypeError as exc:
+        raise ModelSpecError(f"torchvision:{name} cannot be built with --num-classes ({exc})") from None
     source, warnings = {"kind": "torchvision", "name": name}, []
     if request.checkpoint is not None:
-        load_checkpoint_into(module, request.checkpoint, request.trust_checkpoint, source)
+        load_checkpoint_into(module, request.checkpoint, request.trust_checkpoint, source, warnings=warnings)
     else:
         no_checkpoint(source, warnings, f"torchvision:{name}")
     weights = tv.models.get_model_weights(name).DEFAULT
@@ -31,4 +35,7 @@ def load(name: str, request: LoadRequest) -> LoadedModel:
     resize = t.resize_size[0] if t.resize_size else crop
     pre = PreprocessConfig(input_size=(crop, crop), mean=tuple(t.mean), std=tuple(t.std),
                            interpolation=t.interpolation.value, crop_pct=min(1.0, crop / resize))
-    return LoadedModel(module, pre, list(weights.meta.get("categories") or []) or None, source, warnings=warnings)
+    labels = list(weights.meta.get("categories") or []) or None
+    if labels is not None and request.num_classes is not None and len(labels) != request.num_classes:
+        labels = None  # ImageNet's names do not name a head rebuilt with --num-classes
+    return LoadedModel(module, pre, labels, source, warnings=warnings)

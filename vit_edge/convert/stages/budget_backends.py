@@ -129,7 +129,10 @@ def openvino_bypass(model, names, through=(), every_input: bool = False) -> obje
     return edited
 
 
-def openvino_backend(fp32_model, requantize) -> Backend:
+def openvino_backend(fp32_model, requantize, onnx_name=None) -> Backend:
+    """``onnx_name`` maps an op's friendly name to its key in the graph's operations: by default the ONNX node
+    it came from (OpenVINO keeps the ONNX node name, sometimes with a suffix: ``node_conv2d/WithoutBiases``);
+    for a model from the PyTorch frontend the friendly name itself (see :func:`.opmap.openvino_graph_ops`)."""
     import openvino as ov
 
     core = ov.Core()
@@ -140,6 +143,5 @@ def openvino_backend(fp32_model, requantize) -> Backend:
         compiled = core.compile_model(model if model is not None else fp32_model, "CPU", config)
         return np.concatenate([compiled(b)[0] for b in batches]).astype(np.float64)
 
-    # OpenVINO keeps the ONNX node name, sometimes with a suffix ("node_conv2d/WithoutBiases").
     return Backend(quantized_ops=openvino_quantized_ops, bypass=openvino_bypass, infer=infer,
-                   requantize=requantize, onnx_name=lambda name: name.split("/")[0])
+                   requantize=requantize, onnx_name=onnx_name or (lambda name: name.split("/")[0]))

@@ -74,8 +74,12 @@ def _torch_weights(module) -> list:
 
 
 def _clean(path: str) -> str:
-    """Module paths as the user wrote them: without the wrappers vit-edge adds (``model.`` of HFImageModel)."""
-    return path[len("model."):] if path.startswith("model.") else path
+    """Module paths as the user wrote them: without the wrappers vit-edge adds (``model.`` in the ONNX
+    route's names, ``inner.`` in the PyTorch frontend's, both HFImageModel's)."""
+    for wrapper in ("model.", "inner."):
+        if path.startswith(wrapper):
+            return path[len(wrapper):]
+    return path
 
 
 def _match(weight, node, torch_weights) -> str | None:
@@ -115,3 +119,29 @@ def describe(op: GraphOp | None, name: str) -> str:
     if op is None or op.module is None:
         return f"{name} (no torch module traced)"
     return f"{op.module} ({name})"
+
+
+def openvino_graph_ops(fp32_model) -> dict:
+    """Friendly name -> :class:`GraphOp` for every MatMul/Convolution of an FP32 ``ov.Model`` that OpenVINO's
+    PyTorch frontend converted. That frontend names each op after the module that ran it
+    (``__module.blocks.0.mlp.fc2/aten::linear/MatMul``), so the module path is read from the name; an op
+    named otherwise (a functional matmul outside any submodule) is left untraced."""
+    import re
+
+    ops = {}
+    for op in fp32_model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind not in ("MatMul", "Convolution"):
+            continue
+        out = [d.get_length() if d.is_static else 1 for d in op.get_output_partial_shape(0)]
+        a = [d.get_length() if d.is_static else 1 for d in op.get_input_partial_shape(0)]
+        b = [d.get_length() if d.is_static else 1 for d in op.get_input_partial_shape(1)]
+        if kind == "Convolution":
+            macs = int(np.prod(out)) * int(np.prod(b[1:]))
+        else:
+            macs = int(np.prod(out)) * int(a[-2] if op.get_attributes().get("transpose_a") else a[-1])
+        name = op.get_friendly_name()
+        found = re.match(r"__module\.([^/]+)/", name)
+        module = _clean(found.group(1)) if found else None
+        ops[name] = GraphOp(name, {"Convolution": "Conv"}.get(kind, kind), macs, module)
+    return ops

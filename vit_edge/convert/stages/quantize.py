@@ -294,7 +294,11 @@ def quantize_openvino(job, model, fp32_onnx=None):
     """Quantize an ``ov.Model`` in place of its FP32 weights (FakeQuantize nodes the CPU plugin fuses).
 
     ``fp32_onnx``, the ONNX the model was converted from, names its operations for the budget and the MAC
-    share."""
+    share; without it the model is taken to come from the PyTorch frontend, whose op names carry the module
+    paths themselves."""
+    from vit_edge.convert.stages.budget import mac_share
+    from vit_edge.convert.stages.budget_backends import openvino_backend, openvino_quantized_ops
+
     ops = model.get_ops()
 
     def evaluate(compiled, batch):
@@ -306,23 +310,22 @@ def quantize_openvino(job, model, fp32_onnx=None):
         compiled = ov.Core().compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         return np.concatenate([compiled(batch)[0] for batch in batches])
 
-    graph, coverage = None, None
     if fp32_onnx is not None:
         import onnx
 
-        from vit_edge.convert.stages.budget import mac_share
-        from vit_edge.convert.stages.budget_backends import openvino_quantized_ops
         from vit_edge.convert.stages.opmap import graph_ops
 
         graph = graph_ops(onnx.load(str(fp32_onnx)), job.loaded.module)
-        coverage = lambda q: mac_share(graph, openvino_quantized_ops(q), lambda n: n.split("/")[0])  # noqa: E731
+        onnx_name = lambda name: name.split("/")[0]  # noqa: E731 - OpenVINO keeps the ONNX node name
+    else:
+        from vit_edge.convert.stages.opmap import openvino_graph_ops
+
+        graph, onnx_name = openvino_graph_ops(model), (lambda name: name)
+    coverage = lambda q: mac_share(graph, openvino_quantized_ops(q), onnx_name)  # noqa: E731
     quantized, info, requantize = _run(job, model, "openvino", lambda batch: batch, evaluate,
                                        {op.get_friendly_name() for op in ops}, {op.get_type_name() for op in ops},
                                        infer=infer, coverage=coverage)
-    if graph is not None:
-        from vit_edge.convert.stages.budget_backends import openvino_backend
-
-        quantized = _budget_and_share(job, quantized, info, graph, openvino_backend(model, requantize))
+    quantized = _budget_and_share(job, quantized, info, graph, openvino_backend(model, requantize, onnx_name))
     info["fake_quantize_nodes"] = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
     if info["fake_quantize_nodes"] == 0:
         raise ExportError("NNCF inserted no quantizers: the INT8 model would be the FP32 model",

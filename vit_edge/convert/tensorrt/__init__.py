@@ -168,7 +168,12 @@ def build_engine_in_dir(directory, *, batch=None, workspace_gb=None, dla_core=No
     if not (directory / ONNX_FILE).is_file():
         raise ArtifactError(f"{directory}: {ONNX_FILE} is missing", hint="re-run vit-edge convert --target tensorrt")
     recorded = manifest.tensorrt.settings or TensorRTSettings()
-    cache = timing_cache or recorded.timing_cache
+    cache = timing_cache
+    if cache is None and recorded.timing_cache:
+        # A path in a manifest is data from wherever the artifact came from, and the build writes the cache:
+        # it writes only where the user names on the command line.
+        log.warning("%s records the timing cache %s; not used unless named: pass --timing-cache %s", directory,
+                    recorded.timing_cache, recorded.timing_cache)
     settings = TensorRTSettings(batch=list(batch or recorded.batch or DEFAULT_BATCH),
                                 workspace_gb=workspace_gb if workspace_gb is not None else recorded.workspace_gb,
                                 dla_core=dla_core if dla_core is not None else recorded.dla_core,
