@@ -166,8 +166,11 @@ def test_read_labels_json_list(tmp_path):
 
 def test_read_labels_json_dict_sorted_by_index(tmp_path):
     path = tmp_path / "labels.json"
-    path.write_text(json.dumps({"10": "ten", "2": "two", "0": "zero"}))
-    assert read_labels(path) == ["zero", "two", "ten"]  # numeric order, not string order
+    path.write_text(json.dumps({str(i): f"c{i}" for i in (10, 2, 0, 1, 3, 4, 5, 6, 7, 8, 9)}))
+    assert read_labels(path) == [f"c{i}" for i in range(11)]  # numeric order, not string order ("10" < "2")
+    path.write_text(json.dumps({"10": "ten", "2": "two", "0": "zero"}))  # gaps would shift names onto classes
+    with pytest.raises(ModelSpecError, match=r"keys are not 0..2 \(missing \[1\], out of range \[10\]\)"):
+        read_labels(path)
 
 
 def test_read_labels_empty(tmp_path):

@@ -7,6 +7,7 @@ are skipped, with the reason, elsewhere.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -205,8 +206,10 @@ def test_engine_dir_on_a_machine_without_tensorrt_fails_in_one_line(demo_int8, t
     out.mkdir()
     (out / "model.onnx").write_bytes((src / "model.onnx").read_bytes())
     (out / "model.engine").write_bytes(b"not really an engine")
+    engine = {"sha256": hashlib.sha256(b"not really an engine").hexdigest(), "bytes": 20}  # passes the hash check
     manifest = {**manifest, "artifact": "model.engine", "artifacts": {"onnx": "model.onnx", "tensorrt": "model.engine"},
-                "tensorrt": {**manifest["tensorrt"], "engine": RECORDED}}
+                "tensorrt": {**manifest["tensorrt"], "engine": RECORDED},
+                "files": {**manifest["files"], "model.engine": engine}}
     (out / "manifest.json").write_text(json.dumps(manifest))
     result = run_cli("validate", out, "--data", "digits:test")
     if NO_TENSORRT:

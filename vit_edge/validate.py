@@ -240,7 +240,7 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
     its recorded source is rebuilt as is; any other manifest's is rebuilt only if that runs no code it names.
     A ``reference`` naming the recorded model itself rebuilds it with the recorded recipe (checkpoint, size).
     ``reference_options``: how a MODEL spec ``reference`` is built (checkpoint, trust_checkpoint, task,
-    labels_file), as ``convert`` takes them. ``limit``: a sample of that many items, stratified by class when
+    labels_file), as ``convert`` takes them; it is then built at the candidate's input size and channels. ``limit``: a sample of that many items, stratified by class when
     labelled, drawn with ``seed`` (the report's notes say so)."""
     from vit_edge import reference_cache, runtimes
     from vit_edge.data import load_images
@@ -254,6 +254,10 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
         raise VitEdgeError(f"{flags_apply(reference_options)} to --reference MODEL, and no --reference was given",
                            hint="pass --reference MODEL (the recorded source is rebuilt as recorded)")
     cand_rt = runtimes.load(candidate, **(candidate_options or {}))
+    if reference_options and not runtimes.is_artifact(reference):
+        # Built like convert built the candidate: at its input size and channels (both sides get its input).
+        reference_options.setdefault("input_size", tuple(cand_rt.preprocess.input_size))
+        reference_options.setdefault("channels", cand_rt.preprocess.channels)
     code_named = reference is not None and not reference_options and \
         runtimes.names_recorded_source(reference, cand_rt.manifest)
     if code_named:  # the user named the recorded model: rebuild it as recorded (and cache it as such)

@@ -95,7 +95,9 @@ def attach_reference(sides: Sides, reference, workdir: Path) -> None:
 
     manifest = sides.manifest
     if reference is not None and not runtimes.names_recorded_source(reference, manifest):
-        runtime = runtimes.load_any(reference, preprocess=sides.preprocess, task=manifest.task or "classify",
+        # A MODEL spec is built for the artifact's task; an artifact carries its own.
+        options = {} if runtimes.is_artifact(reference) else {"task": manifest.task or "classify"}
+        runtime = runtimes.load_any(reference, preprocess=sides.preprocess, **options,
                                     target="onnx" if _is_artifact_dir(reference) else None)
         what = {"given": str(reference)}
     else:  # the recorded source; run as code only when the user named it (runtimes.trust decides the rest)
