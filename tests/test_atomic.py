@@ -162,7 +162,8 @@ def test_full_disk_while_writing_openvino_ir(tmp_path):
         assert_one_line_error(result, 2, "cannot write the OpenVINO IR", "free disk space")
         assert list(small.iterdir()) == []
     finally:
-        subprocess.run(["umount", str(small)], check=True)
+        # Lazy: another pytest process's cleanup of old temp folders may be walking it right now ("busy").
+        subprocess.run(["umount", "-l", str(small)], check=True)
 
 
 def test_ctrl_c_swallowed_by_the_model_code_still_aborts(tmp_path):
