@@ -240,8 +240,9 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
     its recorded source is rebuilt as is; any other manifest's is rebuilt only if that runs no code it names.
     A ``reference`` naming the recorded model itself rebuilds it with the recorded recipe (checkpoint, size).
     ``reference_options``: how a MODEL spec ``reference`` is built (checkpoint, trust_checkpoint, task,
-    labels_file), as ``convert`` takes them; it is then built at the candidate's input size and channels. ``limit``: a sample of that many items, stratified by class when
-    labelled, drawn with ``seed`` (the report's notes say so)."""
+    labels_file), as ``convert`` takes them; it is built at the candidate's input size and channels unless they
+    say otherwise. ``limit``: a sample of that many items, stratified by class when labelled, drawn with ``seed``
+    (the report's notes say so)."""
     from vit_edge import reference_cache, runtimes
     from vit_edge.data import load_images
 
@@ -256,8 +257,8 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
     cand_rt = runtimes.load(candidate, **(candidate_options or {}))
     if reference_options and not runtimes.is_artifact(reference):
         # Built like convert built the candidate: at its input size and channels (both sides get its input).
-        reference_options.setdefault("input_size", tuple(cand_rt.preprocess.input_size))
-        reference_options.setdefault("channels", cand_rt.preprocess.channels)
+        reference_options = {"input_size": tuple(cand_rt.preprocess.input_size),
+                             "channels": cand_rt.preprocess.channels, **reference_options}  # the caller's is kept
     code_named = reference is not None and not reference_options and \
         runtimes.names_recorded_source(reference, cand_rt.manifest)
     if code_named:  # the user named the recorded model: rebuild it as recorded (and cache it as such)
