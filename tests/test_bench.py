@@ -61,6 +61,52 @@ def test_bench_prints_table_and_writes_markdown_and_png(bench_run):
         assert image.format == "PNG" and image.width >= 800 and image.height >= 200
 
 
+def test_bench_table_shows_the_spread_over_rounds_and_cpu_time(bench_run):
+    """Each row shows its slowest and fastest round around the median, and CPU ms per image; the busy-machine
+    warning is there exactly when a row's rounds disagree by more than 1.5x or the load exceeded the cores."""
+    result, paths = bench_run
+    lines = result.out.splitlines()
+    head = lines[0]
+    assert "img/s range" in head and "CPU ms/img" in head, head
+    report = json.loads(paths["json"].read_text())
+    for line, r in zip(lines[2:], report["results"]):
+        cells = line.split()
+        median, spread, cpu_ms = float(cells[-5]), cells[-4], float(cells[-2])
+        low, high = map(float, spread.split("-"))
+        assert low <= median <= high, line
+        assert (low, high) == (round(min(r["throughput_rounds"]), 1), round(max(r["throughput_rounds"]), 1))
+        assert cpu_ms > 0 and cpu_ms == round(r["cpu_ms_per_image"], 3), line
+        # one worker's CPU time per image cannot be far below its wall time per image with one thread
+        assert r["cpu_ms_per_image"] < 10 * 1000 / r["throughput"], r
+    md = paths["markdown"].read_text()
+    assert "| img/s range |" in md and "| CPU ms/img |" in md
+    cores = report["machine"]["cores"]
+    busy = float(report["machine"]["load_before"].split()[0]) > cores or any(
+        max(r["throughput_rounds"]) / min(r["throughput_rounds"]) > 1.5 for r in report["results"])
+    assert len(report["warnings"]) == (1 if busy else 0), report["warnings"]
+    assert ("warning: the machine was busy" in result.err) == busy, result.err
+
+
+def test_noise_warnings_say_why_the_machine_looked_busy():
+    from vit_edge.bench import BenchResult
+    from vit_edge.bench_noise import noise_warnings
+
+    def row(name, rounds):
+        return BenchResult(name=name, target="onnx", precision="fp32", batch=8, p50_ms=1.0, p90_ms=1.0, p99_ms=1.0,
+                           throughput=sorted(rounds)[len(rounds) // 2], speedup=1.0, cpu_ms_per_image=0.5,
+                           peak_memory_mb=90.0, load_seconds=0.1, calls=10, rounds=len(rounds),
+                           throughput_rounds=rounds)
+
+    steady, shaken = row("a", [100.0, 104.0, 98.0]), row("b", [100.0, 40.0, 101.0])
+    assert noise_warnings([steady], load_at_start=0.5, cores=2) == []
+    (spread,) = noise_warnings([steady, shaken], load_at_start=0.5, cores=2)
+    assert "the fastest round of b at batch 8 was 2.5x its slowest" in spread
+    (loaded,) = noise_warnings([steady], load_at_start=3.7, cores=2)
+    assert "load average was 3.70 on 2 cores" in loaded and "fastest round" not in loaded
+    (both,) = noise_warnings([steady, shaken], load_at_start=3.7, cores=2)  # warned once, both reasons
+    assert "load average" in both and "2.5x" in both
+
+
 def test_onnx_artifact_runs_without_torch(demo_onnx):
     """An app that only runs an ONNX artifact must never import torch (cold start and install size)."""
     code = ("import sys, numpy as np; from vit_edge import runtimes; r = runtimes.load(sys.argv[1]); "

@@ -64,7 +64,7 @@ def test_demo_model_exports_with_metadata_and_manifest(tmp_path, samples):
 def test_timm_models_export(tmp_path, samples, name):
     out = tmp_path / name
     result = convert(f"timm:{name}", out=out, parity_data=str(samples))
-    assert any("RANDOMLY INITIALISED" in m for m in result.messages)
+    assert any("RANDOMLY INITIALISED" in m for m in result.warnings)
     loaded = load_model(f"timm:{name}")  # same seed -> the same random weights as the artifact
     _assert_onnx_matches_torch(out, loaded, samples)
     assert result.manifest.preprocess.crop_pct == pytest.approx(loaded.preprocess.crop_pct)
@@ -151,5 +151,6 @@ def test_labels_file_and_preprocessing_overrides_reach_the_artifact(tmp_path):
     from vit_edge import runtimes
 
     assert runtimes.load(out).topk(load_images("digits:test").items[:1], k=1)[0][0][0].startswith("digit ")
-    info = run_cli("info", out)
+    info = run_cli("info", out, "--json")
     assert info.code == 0 and json.loads(info.out)["preprocess"]["std"] == [0.6, 0.6, 0.6]
+    assert "std 0.6,0.6,0.6" in run_cli("info", out).out

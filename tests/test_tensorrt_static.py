@@ -75,7 +75,7 @@ def test_dla_with_fp32_is_refused_in_one_line_before_any_work(tmp_path):
 def test_dla_with_a_dynamic_batch_is_refused(tmp_path):
     result = run_cli("convert", "--target", "tensorrt", "--precision", "fp16", "--dla-core", "0",
                      "--out", tmp_path / "x")
-    assert_one_line_error(result, 2, "--dla-core needs a fixed batch", "1:8:32")
+    assert_one_line_error(result, 2, "--dla-core needs a fixed batch", "--batch 1,8,32")
 
 
 @pytest.mark.parametrize("version,has_dla", [("10.3.0.30", True), ("10.7.0", True), ("10.8.0", False),

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from vit_edge.bench_noise import load_1min, noise_warnings
 from vit_edge.errors import InputError, VitEdgeError, flags_apply
 
 log = logging.getLogger("vit_edge")
@@ -55,16 +56,27 @@ class BenchReport:
     results: list
     settings: dict
     machine: dict
+    warnings: list = field(default_factory=list)  # why the numbers may be noisy (noise_warnings)
 
     def to_dict(self) -> dict:
-        return {"settings": self.settings, "machine": self.machine, "results": [asdict(r) for r in self.results]}
+        return {"settings": self.settings, "machine": self.machine, "warnings": self.warnings,
+                "results": [asdict(r) for r in self.results]}
+
+    def _cells(self) -> tuple[list, list]:
+        """The table's head and rows, shared by the terminal and the Markdown renderings. ``img/s range`` is
+        the slowest and fastest round: a wide one says the median next to it is noisy."""
+        head = ["artifact", "backend", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "img/s range", "speedup",
+                "CPU ms/img", "peak MB"]
+        rows = [[r.name, f"{r.target}/{r.precision}", str(r.batch), f"{r.p50_ms:.2f}", f"{r.p90_ms:.2f}",
+                 f"{r.p99_ms:.2f}", f"{r.throughput:.1f}",
+                 f"{min(r.throughput_rounds):.1f}-{max(r.throughput_rounds):.1f}" if r.throughput_rounds else "-",
+                 f"{r.speedup:.2f}x", f"{r.cpu_ms_per_image:.3f}", f"{r.peak_memory_mb:.0f}"]
+                for r in self.results]
+        return head, rows
 
     def table(self) -> str:
-        """A fixed-width text table for the terminal (and the Markdown report)."""
-        head = ["artifact", "backend", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "speedup", "peak MB"]
-        rows = [[r.name, f"{r.target}/{r.precision}", str(r.batch), f"{r.p50_ms:.2f}", f"{r.p90_ms:.2f}",
-                 f"{r.p99_ms:.2f}", f"{r.throughput:.1f}", f"{r.speedup:.2f}x", f"{r.peak_memory_mb:.0f}"]
-                for r in self.results]
+        """A fixed-width text table for the terminal."""
+        head, rows = self._cells()
         widths = [max(len(x) for x in col) for col in zip(head, *rows)]
         line = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w)  # noqa: E731
                                        for i, (c, w) in enumerate(zip(cells, widths)))
@@ -72,18 +84,19 @@ class BenchReport:
 
     def markdown(self) -> str:
         s, m = self.settings, self.machine
-        head = "| artifact | backend | batch | p50 ms | p90 ms | p99 ms | img/s | speedup | peak MB |"
-        rows = [f"| {r.name} | {r.target}/{r.precision} | {r.batch} | {r.p50_ms:.2f} | {r.p90_ms:.2f} | "
-                f"{r.p99_ms:.2f} | {r.throughput:.1f} | {r.speedup:.2f}x | {r.peak_memory_mb:.0f} |"
-                for r in self.results]
+        head, rows = self._cells()
         return "\n".join([
             "# vit-edge bench", "",
             f"Machine: {m['cpu']} ({m['cores']} cores), {m['system']}, load average before the run "
             f"{m['load_before']}, after {m.get('load_after', '?')}.", "",
             f"Settings: threads {s['threads'] or 'backend default'}, device {s['device'] or 'default'}, "
             f"{s['rounds']} alternating rounds of {s['seconds_per_round']:.2f} s per artifact and batch size "
-            f"after {WARMUP_CALLS} warm-up calls; throughput is the median over rounds, speedup is relative "
-            f"to the first artifact.", "", head, "|" + "---|" * 9, *rows, ""])
+            f"after {WARMUP_CALLS} warm-up calls; throughput is the median over rounds (img/s range: the slowest "
+            f"and fastest round), speedup is relative to the first artifact, CPU ms/img is the worker's CPU time "
+            f"(all threads) per image.", "",
+            *[f"Warning: {w}" for w in self.warnings], *([""] if self.warnings else []),
+            "| " + " | ".join(head) + " |", "|" + "---|" * len(head), *["| " + " | ".join(r) + " |" for r in rows],
+            ""])
 
 
 # ---------------------------------------------------------------- the worker process (one per artifact)
@@ -260,6 +273,7 @@ def benchmark(artifacts, *, batches=DEFAULT_BATCHES, threads: int | None = None,
         load_options["device"] = device
     per_item = _source_options(artifacts, source_options)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch or thread pools inherited
+    load_at_start = load_1min()
     machine = machine_info()
     workers = []
     try:
@@ -299,7 +313,7 @@ def benchmark(artifacts, *, batches=DEFAULT_BATCHES, threads: int | None = None,
     settings = {"artifacts": [a if isinstance(a, str) else names[i] for i, a in enumerate(artifacts)], "batches": batches, "threads": threads, "device": device,
                 "duration": duration, "rounds": rounds, "seconds_per_round": duration / rounds,
                 "warmup_calls": WARMUP_CALLS}
-    return BenchReport(results, settings, machine)
+    return BenchReport(results, settings, machine, noise_warnings(results, load_at_start, machine["cores"]))
 
 
 def _source_options(artifacts, source_options) -> list:

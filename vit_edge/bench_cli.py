@@ -5,22 +5,18 @@ from __future__ import annotations
 import click
 
 from vit_edge import cli_options
+from vit_edge.batch_list import batch_sizes
 
 
 def parse_batches(ctx, param, value):
-    try:
-        batches = [int(x) for x in value.split(",") if x.strip()]
-    except ValueError:
-        raise click.BadParameter(f"use comma-separated positive integers, e.g. 1,8 (got {value!r})") from None
-    if not batches or any(b < 1 for b in batches):
-        raise click.BadParameter(f"use comma-separated positive integers, e.g. 1,8 (got {value!r})")
+    batches = batch_sizes(value, "comma-separated positive integers, e.g. 1,8")
     return list(dict.fromkeys(batches))
 
 
 @click.command("bench")
 @click.argument("artifacts", nargs=-1, required=True)
 @click.option("--batch", "batches", default="1,8", show_default=True, callback=parse_batches,
-              help="Batch sizes, comma-separated.")
+              help="Batch sizes, comma-separated (as convert's --batch; 1:8 is read as 1,8).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Inference threads (default: the backend's).")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
               help="Measured seconds per artifact and batch size (split over the rounds).")
@@ -39,7 +35,13 @@ def command(artifacts, batches, threads, duration, rounds, device, hint, json_pa
     """Latency (p50/p90/p99), throughput and peak memory of ARTIFACTS (or MODEL specs, run in torch).
 
     The first one is the reference for the speedup column. Artifacts run in turns, each in its own
-    process, so noise from other programs hits all of them alike."""
+    process, so noise from other programs hits all of them alike.
+
+    \b
+    Example:
+      vit-edge bench out/demo-onnx-fp32 out/demo-openvino-int8 demo --batch 1,8 --duration 4
+      vit-edge bench out/demo-openvino-int8 --batch 1,8,32 --json bench.json --plot bench.png
+    """
     from vit_edge.bench import benchmark
     from vit_edge.bench_report import check_outputs, write_reports
 
@@ -47,6 +49,8 @@ def command(artifacts, batches, threads, duration, rounds, device, hint, json_pa
     report = benchmark(artifacts, batches=batches, threads=threads, duration=duration, rounds=rounds,
                        device=device, options={"hint": hint} if hint else None, source_options=source)
     click.echo(report.table())
+    for warning in report.warnings:  # on stderr: the table on stdout stays parseable
+        click.echo(f"warning: {warning}", err=True)
     write_reports(report, json_path=json_path, markdown_path=markdown_path, plot_path=plot_path)
     for path in (json_path, markdown_path, plot_path):
         if path:

@@ -39,8 +39,11 @@ def _setup_logging(verbose: bool) -> None:
         logger.addHandler(handler)
         logger.propagate = False
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    for noisy in ("nncf", "openvino", "onnxslim", "torch", "transformers"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    # Third-party chatter only with -v (vit_edge.quiet covers what these levels cannot reach). onnxscript: the
+    # dynamo exporter's optimizer warns "Skipping constant folding for op ..." on a logger without a handler,
+    # which Python's last-resort handler printed bare.
+    for noisy in ("nncf", "openvino", "onnxslim", "onnxscript", "torch", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.NOTSET if verbose else logging.ERROR)
 
 
 def _say(message: str) -> None:
@@ -88,7 +91,6 @@ def _convert_command() -> click.Command:
         for message in result.messages:
             _say(f"note: {message}")
         m = result.manifest
-        click.echo(f"wrote {result.out}/{m.artifact} ({m.target} {m.precision})")
         parity = m.export.parity if m.export is not None else None
         if parity is not None:
             click.echo(f"export parity vs torch: max abs error {parity.max_abs_error:.2e} "
@@ -98,10 +100,12 @@ def _convert_command() -> click.Command:
                            f"{other.max_abs_error:.2e} (tolerance {other.tolerance:.1e})")
         if result.report is not None:
             click.echo(result.report.to_text())
-            if not result.report.passed:
-                _say(f"error: parity failed: {'; '.join(result.report.failures)} "
-                     f"(artifact kept in {result.out} with report.md)")
-                sys.exit(1)
+        # Last, so the log's final line says where the artifact is (kept even when validation failed).
+        click.echo(f"wrote {result.out}/{m.artifact} ({m.target} {m.precision})")
+        if result.report is not None and not result.report.passed:
+            _say(f"error: parity failed: {'; '.join(result.report.failures)} "
+                 f"(artifact kept in {result.out} with report.md)")
+            sys.exit(1)
 
     target_help = "; ".join(f"{n}: {get(n).summary}" for n in targets.names() if get(n).summary)
     params = [click.Argument(["model"], required=False),
@@ -115,7 +119,12 @@ def _convert_command() -> click.Command:
                       + cli_options.THRESHOLDS + cli_options.EXPORT)
     return click.Command("convert", callback=callback, params=params + target_params,
                          help="Convert MODEL (timm:NAME, hf:DIR, torchvision:NAME, file.py:fn, model.onnx; "
-                              "default: the demo).")
+                              "default: the demo).\n\n"
+                              "\b\nExample:\n"
+                              "  vit-edge convert --target openvino --precision int8 --calib digits:train "
+                              "--validate digits:test --out out/demo-openvino-int8\n"
+                              "  vit-edge convert timm:vit_tiny_patch16_224 --checkpoint vit_ti.pth --target tensorrt "
+                              "--precision fp16 --batch 1,8,32")
 
 
 def _params(decorators) -> list:
@@ -149,7 +158,13 @@ def _params(decorators) -> list:
                    "(needs vit-edge[distributed]).")
 def validate(candidate, reference, data, limit, json_path, markdown_path, junit_path, device, flips_dir, no_cache,
              ray_address, **kw):
-    """Check CANDIDATE's parity against its FP32 reference; exit 1 when a threshold fails."""
+    """Check CANDIDATE's parity against its FP32 reference; exit 1 when a threshold fails.
+
+    \b
+    Example:
+      vit-edge validate out/demo-openvino-int8 --data digits:test --junit parity.xml
+      vit-edge validate out/vit-s-int8 --data data/val --max-top1-drop 0.5 --min-agreement 0.98
+    """
     from vit_edge.validate import validate_artifact, write_reports
 
     if not os.path.exists(candidate):
@@ -169,7 +184,8 @@ def validate(candidate, reference, data, limit, json_path, markdown_path, junit_
 @click.command()
 @click.argument("artifact", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("-k", "--top", type=click.IntRange(1), default=5, show_default=True)
+@click.option("-k", "--top", type=click.IntRange(1), default=5, show_default=True,
+              help="How many of the best classes to print per image.")
 # 8: ViT-Ti ONNX peaks at 196 MB on 500 images (163 MB on 10) and runs 200 images in 4.3 s; 32 peaks at
 # 442 MB and takes 4.9 s (2-core EPYC, benchmarks/predict_memory.py); a batch of all 500 peaked at 2.8 GB.
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
@@ -178,7 +194,13 @@ def validate(candidate, reference, data, limit, json_path, markdown_path, junit_
                    *cli_options.PREPROCESS)
 def predict(artifact, images, top, batch_size, **source):
     """Print the top-k classes of IMAGES (files, or folders searched recursively for image files) with
-    ARTIFACT (or a MODEL spec, run in torch)."""
+    ARTIFACT (or a MODEL spec, run in torch).
+
+    \b
+    Example:
+      vit-edge predict out/demo-onnx-fp32 data/digits-test/3 -k 3
+      vit-edge predict my_model.py:build photos/ --checkpoint w.safetensors --input-size 28 --mean 0.5 --std 0.5
+    """
     from vit_edge import runtimes
     from vit_edge.data import image_files
     from vit_edge.errors import DataError
@@ -202,9 +224,14 @@ def predict(artifact, images, top, batch_size, **source):
 @click.command()
 @click.argument("spec")
 @click.option("--out", required=True, type=click.Path(), help="Folder to write (class subfolders of PNGs).")
-@click.option("--force", is_flag=True)
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def data(spec, out, force):
-    """Write a built-in data SPEC (e.g. digits:test) as an image folder."""
+    """Write a data SPEC (digits:train, digits:test, digits:all, or a .npy/.npz) as an image folder.
+
+    \b
+    Example:
+      vit-edge data digits:test --out data/digits-test
+    """
     from vit_edge.data import write_data
 
     n = write_data(spec, out, force=force)
@@ -213,13 +240,24 @@ def data(spec, out, force):
 
 @click.command()
 @click.argument("artifact", type=click.Path(exists=False))
-def info(artifact):
-    """Print an artifact's manifest (what it is, how it was made, how to feed it)."""
-    from vit_edge.artifact import manifest_of
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest.json (labels included) instead.")
+def info(artifact, as_json):
+    """Summarise ARTIFACT (an --out directory or a file in one): the model, what runs, how to feed it, its
+    size, validation and INT8 recipe, read from its manifest.
 
-    manifest = manifest_of(artifact).to_dict()
-    manifest.pop("labels", None)
-    click.echo(json.dumps(manifest, indent=2, sort_keys=True))
+    \b
+    Example:
+      vit-edge info out/demo-openvino-int8
+      vit-edge info out/demo-openvino-int8 --json | jq .quantization
+    """
+    from vit_edge.artifact import manifest_of
+    from vit_edge.artifact.summary import summary
+
+    if as_json:
+        click.echo(json.dumps(manifest_of(artifact).to_dict(), indent=2, sort_keys=True))
+        return
+    for line in summary(artifact):
+        click.echo(line)
 
 
 # Commands that live in their own modules, registered when their module imports.
@@ -234,8 +272,18 @@ def make_cli() -> click.Group:
     @click.version_option(__version__, prog_name="vit-edge")
     @click.option("-v", "--verbose", is_flag=True, help="Show progress details.")
     def group(verbose):
-        """Ship trained Vision Transformers to edge hardware: ONNX, INT8, OpenVINO, TensorRT."""
+        """Ship trained Vision Transformers to edge hardware: ONNX, INT8, OpenVINO, TensorRT.
+
+        \b
+        Example:
+          vit-edge convert --target openvino --precision int8 --calib digits:train --out out/demo-openvino-int8
+          vit-edge info out/demo-openvino-int8
+          vit-edge validate out/demo-openvino-int8 --data digits:test
+        """
         _setup_logging(verbose)
+        from vit_edge.progress import phases
+
+        click.get_current_context().with_resource(phases())  # one timed line per phase, until the command ends
 
     group.add_command(_convert_command())
     for command in (validate, predict, data, info):

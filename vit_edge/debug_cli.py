@@ -23,7 +23,12 @@ DEFAULT_LIMIT = 64  # vit_edge.debug.DEFAULT_LIMIT (not imported here: the CLI l
 @click.option("--plot", "plot_path", type=click.Path(), help="Write a PNG of SNR against depth.")
 def command(candidate, reference, data, limit, json_path, markdown_path, plot_path, **thresholds):
     """Find where CANDIDATE (an INT8/FP16 artifact) drifts from its FP32 reference, layer by layer, which
-    quantized operations are to blame, and the convert command that fixes it."""
+    quantized operations are to blame, and the convert command that fixes it.
+
+    \b
+    Example:
+      vit-edge debug out/demo-openvino-int8 --data digits:test --markdown debug.md --plot snr.png
+    """
     from vit_edge.bench_report import check_outputs
     from vit_edge.debug import debug_artifact
 

@@ -40,12 +40,18 @@ def _reference_source(ref: dict) -> str:
     return f"{ref.get('runtime', ref['target'])}, {where}"
 
 
+def _fit(name: str, width: int = 24) -> str:
+    """A name cut to its column: the end is kept (a checkpoint tag or folder suffix tells artifacts apart), and
+    a leading '...' says something was cut. The full names are in report.json."""
+    return name if len(name) <= width else "..." + name[-(width - 3):]
+
+
 def text(report) -> str:
     """Both sides in columns, the metrics, the gate's evidence, PASSED or FAILED."""
     ref, cand = report.reference, report.candidate
     pct = lambda v: "   -   " if v is None else f"{100 * v:6.2f}%"  # noqa: E731
     lines = [f"{'':18}{'reference':>24}  {'candidate':>24}",
-             f"{'model':18}{ref['name'][-24:]:>24}  {cand['name'][-24:]:>24}",
+             f"{'model':18}{_fit(ref['name']):>24}  {_fit(cand['name']):>24}",
              f"{'backend':18}{ref['target'] + '/' + ref['precision']:>24}  {_backend(cand):>24}",
              f"{'top-1':18}{pct(ref['top1']):>24}  {pct(cand['top1']):>24}",
              f"samples {report.samples}  agreement {100 * report.top1_agreement:.2f}%  "

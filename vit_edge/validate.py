@@ -19,6 +19,7 @@ import numpy as np
 from vit_edge import gate, metrics, report_render, streaming
 from vit_edge.errors import VitEdgeError
 from vit_edge.metrics import Thresholds
+from vit_edge.progress import phase
 
 log = logging.getLogger("vit_edge")
 
@@ -272,6 +273,7 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
 
             check_source(cand_rt.manifest, code_named=code_named)  # refused before a cached answer could hide it
         images = load_images(data, cand_rt.labels).sample(limit, seed)
+        phase(f"validating on {streaming.considered(images, limit)} images of {images.source}")
         key = parts = cached = None
         if cache:
             identity = reference_cache.reference_identity(cand_rt.manifest, reference, reference_options)

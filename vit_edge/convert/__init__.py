@@ -18,6 +18,7 @@ from pathlib import Path
 from vit_edge.convert.job import ConvertJob, split_options
 from vit_edge.convert.target import PRECISIONS, Built, Target, get
 from vit_edge.errors import OutputError, VitEdgeError
+from vit_edge.progress import phase
 
 log = logging.getLogger("vit_edge")
 
@@ -31,7 +32,9 @@ class ConvertResult:
     out: Path
     manifest: object  # artifact.Manifest
     report: object | None = None  # validate.ParityReport when convert validated
-    messages: list = field(default_factory=list)
+    messages: list = field(default_factory=list)  # notes for the end of the run
+    # What loading the model warned about; already logged as WARNING when it happened (the CLI does not repeat it).
+    warnings: list = field(default_factory=list)
 
 
 def default_out(model, target: str, precision: str) -> Path:
@@ -71,6 +74,8 @@ def convert(model=None, *, target: str = "onnx", precision: str = "fp32", out, f
     if out.exists() and out.is_dir():
         replaceable(out)  # before the slow part; atomic_output_dir asks again when it publishes
     builder.check(precision, groups)  # fail fast on bad flags before the slow part
+    if not isinstance(model, LoadedModel):
+        phase(f"loading {model or 'the demo model'}")
     loaded = model if isinstance(model, LoadedModel) else load_model(
         model, checkpoint=checkpoint, task=task, labels_file=labels_file, trust_checkpoint=trust_checkpoint,
         seed=seed, dynamic_size=groups.export.dynamic_size, model_kwargs=model_kwargs, num_classes=num_classes,
@@ -79,7 +84,7 @@ def convert(model=None, *, target: str = "onnx", precision: str = "fp32", out, f
     with atomic_output_dir(out, force=force, replaceable=replaceable) as workdir:
         job = ConvertJob(loaded, target, precision, Path(workdir), seed=seed, export=groups.export, int8=groups.int8,
                          validation=groups.validation, target_options=groups.target,
-                         manifest=base_manifest(loaded, target, precision, seed), messages=list(loaded.warnings))
+                         manifest=base_manifest(loaded, target, precision, seed), messages=[])
         built = builder.build(job)
         _assemble(job.manifest, builder, built)
         report = None
@@ -96,10 +101,13 @@ def convert(model=None, *, target: str = "onnx", precision: str = "fp32", out, f
             from vit_edge.artifact import ValidationRecord
 
             job.manifest.validation = ValidationRecord.from_dict(report.summary())
+            if not job.validation.data:  # the count validation really used (a --validate-limit sample of it)
+                job.messages.append(f"validated on {report.samples} labelled images of {job.calibration.source} "
+                                    "that calibration did not use (pass --validate to choose the data)")
         _record_files(job)
         job.manifest.convert_seconds = round(time.time() - started, 1)
         job.manifest.write(job.workdir)
-    return ConvertResult(out, job.manifest, report, job.messages)
+    return ConvertResult(out, job.manifest, report, job.messages, list(loaded.warnings))
 
 
 # Bytes the temporary siblings of --out add to its name (.NAME.tmp-XXXXXXXX.lock, .NAME.old-PID-TIME), with room.
@@ -216,6 +224,9 @@ def candidate_options(job) -> dict:
     """How convert's own validation loads the artifact it just wrote."""
     device = getattr(job.target_options, "device", None)
     options = {"device": device} if device else {}
+    # The file, not the folder: convert validates in a temporary folder, and the report.json it keeps inside
+    # the artifact must not depend on where --out is (the same inputs give the same bytes).
+    options["name_by_folder"] = False
     if job.target == "tensorrt":
         options["warn_no_engine"] = False  # the convert notes already say why there is no engine
     return options
@@ -225,11 +236,7 @@ def validation_data(job):
     """What convert validates on: --validate, else the labelled calibration images it did not use."""
     if job.validation.data:
         return job.validation.data
-    holdout = getattr(job.calibration, "holdout", None)
-    if holdout is not None:
-        job.messages.append(f"validated on {len(holdout)} labelled images of {job.calibration.source} that "
-                            "calibration did not use (pass --validate to choose the data)")
-    return holdout
+    return getattr(job.calibration, "holdout", None)
 
 
 def base_manifest(loaded, target: str, precision: str, seed: int):

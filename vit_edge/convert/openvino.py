@@ -22,6 +22,7 @@ import click
 from vit_edge.artifact.manifest import OpenVINORecord
 from vit_edge.convert.target import Built, Target
 from vit_edge.errors import ExportError, OutputError, ParityError, first_line, require
+from vit_edge.progress import phase
 
 log = logging.getLogger("vit_edge")
 
@@ -83,6 +84,7 @@ class OpenVINOTarget(Target):
         wanted = job.target_options.route
         why_not = torch_frontend.usable(job) if wanted != "onnx" else "--route onnx"
         if why_not is None:
+            phase("converting to OpenVINO IR with its PyTorch frontend")
             try:
                 return torch_frontend.convert_torch(job), {"route": "pytorch"}, None
             except torch_frontend.RouteFailed as exc:
@@ -97,6 +99,7 @@ class OpenVINOTarget(Target):
 
         onnx_path = job.workdir / ".fp32.onnx"  # hidden: a build input, not part of the artifact
         export_fp32(job, onnx_path)
+        phase("converting the ONNX to OpenVINO IR")
         try:
             model = ov.convert_model(str(onnx_path))
         except Exception as exc:  # the converter raises its own OpConversionFailure/GeneralFailure types

@@ -210,4 +210,19 @@ def _artifact(file: Path, target: str, manifest, preprocess, options, verify: bo
         else:
             log.warning("%s has no recorded preprocessing; using defaults", file)
             preprocess = PreprocessConfig()
-    return module.from_artifact(file, manifest, preprocess, **options)
+    by_folder = options.pop("name_by_folder", True)
+    runtime = module.from_artifact(file, manifest, preprocess, **options)
+    if by_folder:
+        runtime.name = _display_name(file, runtime.name)
+    return runtime
+
+
+def _display_name(file: Path, name: str) -> str:
+    """What reports call an artifact: its folder, since every folder holds a model.onnx or model.xml; a bare
+    file (no manifest beside it) keeps its own name. A backend's suffix ("model.onnx (no engine)") stays."""
+    from vit_edge.artifact import MANIFEST
+
+    folder = file.resolve().parent
+    if not (folder / MANIFEST).is_file() or not name.startswith(file.name):
+        return name
+    return folder.name + name[len(file.name):]

@@ -93,7 +93,8 @@ def load_model(spec: str | None = None, *, checkpoint=None, task: str | None = N
     request = LoadRequest(checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, task=task,
                           input_size=preprocess_overrides.get("input_size"), dynamic_size=dynamic_size,
                           model_kwargs=dict(model_kwargs or {}), channels=preprocess_overrides.get("channels"),
-                          num_classes=num_classes)
+                          num_classes=num_classes,
+                          preprocess_given=frozenset(k for k, v in preprocess_overrides.items() if v is not None))
     if family.torch_module:
         loaded = _load_module(family, value, request, seed)
     else:

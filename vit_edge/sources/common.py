@@ -42,11 +42,35 @@ class LoadRequest:
     model_kwargs: dict = field(default_factory=dict)  # for timm.create_model
     channels: int | None = None  # --channels: build the model with that many inputs where its family can
     num_classes: int | None = None  # --num-classes: rebuild the classifier head with that many classes
+    # The preprocessing overrides given (input_size, mean, ...): a loader that has to assume preprocessing
+    # says so only for what the caller did not set (see note_assumed).
+    preprocess_given: frozenset = frozenset()
 
 
 def warn(loaded_warnings: list, message: str) -> None:
     log.warning(message)
     loaded_warnings.append(message)
+
+
+# Without these three a model's numbers are guesswork; interpolation and crop only nudge them.
+DECISIVE_PREPROCESSING = ("input_size", "mean", "std")
+
+
+def note_assumed(what: str, assumed: dict, given, warnings: list | None, advice: str = "") -> None:
+    """Say what preprocessing was assumed for ``what``: ``assumed`` maps each override name (input_size, mean,
+    std, interpolation, crop_pct) to how the assumption reads ("224x224"). What the caller ``given`` is left
+    out; a warning (and a note in ``warnings``) when size, mean or std is still assumed, else INFO only."""
+    left = {name: text for name, text in assumed.items() if name not in given}
+    if not left:
+        return
+    flags = "/".join("--" + name.replace("_", "-") for name in left)
+    message = f"{what}: assuming {', '.join(left.values())} (set {flags}{advice})"
+    if not any(name in left for name in DECISIVE_PREPROCESSING):
+        log.info(message)
+    elif warnings is None:
+        log.warning(message)
+    else:
+        warn(warnings, message)
 
 
 def load_checkpoint_into(module, checkpoint, trust: bool, source: dict, adapt=None, warnings=None) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from vit_edge.errors import CheckpointError, ModelSpecError
 from vit_edge.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from vit_edge.sources.channels import declared
-from vit_edge.sources.common import LoadedModel, LoadRequest, load_checkpoint_into, no_checkpoint, warn
+from vit_edge.sources.common import LoadedModel, LoadRequest, load_checkpoint_into, no_checkpoint, note_assumed, warn
 from vit_edge.sources.introspect import check_runs_at
 
 log = logging.getLogger("vit_edge")
@@ -24,8 +24,10 @@ RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic", 4: "bilinea
 
 def load(value: str, request: LoadRequest) -> LoadedModel:
     from vit_edge.errors import require
+    from vit_edge.quiet import quiet_transformers
 
     transformers = require("transformers", "export")
+    quiet_transformers(transformers)
     task = request.task or "classify"
     directory = Path(value)
     if not (directory / "config.json").exists():
@@ -60,7 +62,7 @@ def load(value: str, request: LoadRequest) -> LoadedModel:
     if task == "classify" and not classifier:
         raise ModelSpecError(f"{directory} holds a {type(module).__name__}, a feature extractor with no "
                              "classification head", hint="convert it with --task features")
-    pre = preprocess_config(directory, config, warnings)
+    pre = preprocess_config(directory, config, warnings, given=request.preprocess_given)
     size = tuple(request.input_size or pre.input_size)
     # Position encodings are interpolated in the graph when the model runs at a size it was not built for.
     interpolate = bool(request.dynamic_size or size != image_size(config))
@@ -99,12 +101,12 @@ def num_channels(config) -> int:
     return int(value) if isinstance(value, int) and value > 0 else 3
 
 
-def preprocess_config(directory: Path, config, warnings: list | None = None) -> PreprocessConfig:
+def preprocess_config(directory: Path, config, warnings: list | None = None, given=frozenset()) -> PreprocessConfig:
     """``preprocessor_config.json`` as a :class:`PreprocessConfig`: resize + centre crop when the processor
     crops, a square at ``shortest_edge``, else a squash to height x width. Without the file: the config's
     image size, mean/std 0.5, bilinear squash (what most ViT processors default to)."""
     size = image_size(config)
-    pre = _processor_config(directory, config, size)
+    pre = _processor_config(directory, config, size, given)
     chans = num_channels(config)
     if chans == pre.channels:
         return pre
@@ -112,11 +114,12 @@ def preprocess_config(directory: Path, config, warnings: list | None = None) -> 
                                   warnings=[] if warnings is None else warnings))
 
 
-def _processor_config(directory: Path, config, size) -> PreprocessConfig:
+def _processor_config(directory: Path, config, size, given=frozenset()) -> PreprocessConfig:
     path = Path(directory) / "preprocessor_config.json"
     if not path.exists():
-        log.warning("%s has no preprocessor_config.json: assuming %sx%s, mean/std 0.5, bilinear squash",
-                    directory, *size)
+        note_assumed(f"{directory} has no preprocessor_config.json", {
+            "input_size": f"{size[0]}x{size[1]}", "mean": "mean 0.5", "std": "std 0.5", "interpolation": "bilinear",
+            "crop_pct": "squash (no crop)"}, given, None)
         return PreprocessConfig(input_size=size, mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bilinear",
                                 crop_pct=1.0, resize_mode="squash")
     p = json.loads(path.read_text())

@@ -8,20 +8,20 @@ from pathlib import Path
 
 from vit_edge.errors import ModelSpecError
 from vit_edge.preprocess import PreprocessConfig
-from vit_edge.sources.common import LoadedModel, LoadRequest
+from vit_edge.sources.common import LoadedModel, LoadRequest, note_assumed
 
 log = logging.getLogger("vit_edge")
 
 
 def load(value: str, request: LoadRequest) -> LoadedModel:
-    loaded = _read(Path(value))
+    loaded = _read(Path(value), request.preprocess_given)
     if request.task is not None and request.task != loaded.task:
         raise ModelSpecError(f"--task {request.task} does not apply to {value}: an ONNX file's task is fixed "
                              f"(this one: {loaded.task})", hint="drop --task, or convert the original model")
     return loaded
 
 
-def _read(path: Path) -> LoadedModel:
+def _read(path: Path, given=frozenset()) -> LoadedModel:
     from vit_edge.artifact import sha256_file
     from vit_edge.onnx_meta import graph_preprocess, read_metadata
 
@@ -33,7 +33,8 @@ def _read(path: Path) -> LoadedModel:
         return LoadedModel(None, pre, meta.get("labels"), {**meta.get("source", {}), **source},
                            task=meta.get("task", "classify"), onnx_path=path)
     pre = graph_preprocess(path)
-    log.warning("%s carries no vit-edge metadata: assuming %d channel(s) at %dx%d (its input shape), mean %s, "
-                "std %s, unless overridden", path, pre.channels, *pre.input_size, ",".join(map(str, pre.mean)),
-                ",".join(map(str, pre.std)))
+    note_assumed(f"{path} carries no vit-edge metadata", {
+        "channels": f"{pre.channels} channel(s)", "input_size": f"{pre.input_size[0]}x{pre.input_size[1]} (its input "
+        "shape)", "mean": "mean " + ",".join(map(str, pre.mean)), "std": "std " + ",".join(map(str, pre.std))},
+        given, None)
     return LoadedModel(None, pre, None, source, onnx_path=path)

@@ -19,7 +19,7 @@ from pathlib import Path
 from vit_edge.errors import ModelSpecError
 from vit_edge.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, default_statistics
 from vit_edge.sources.channels import declared, module_channels
-from vit_edge.sources.common import LoadedModel, LoadRequest, load_checkpoint_into, warn
+from vit_edge.sources.common import LoadedModel, LoadRequest, load_checkpoint_into, note_assumed, warn
 
 # file -> names of the modules its import brought in from its folder. A second load in the same process finds
 # them in sys.modules already (nothing new is imported), yet must record the same files.
@@ -46,7 +46,7 @@ def load(text: str, request: LoadRequest) -> LoadedModel:
         source["random_init"] = False  # the factory owns its weights; we cannot tell if they are trained
         warn(warnings, f"no --checkpoint: {path.name}:{attr} runs with whatever weights {attr}() gives it, "
                        "RANDOM unless it loads trained weights itself (pass --checkpoint W to load them)")
-    return _finish(module, path, attr, source, warnings)
+    return _finish(module, path, attr, source, warnings, request.preprocess_given)
 
 
 @contextlib.contextmanager
@@ -112,7 +112,7 @@ def _build(module_ns, path: Path, attr: str, torch):
     return module
 
 
-def _finish(module, path: Path, attr: str, source: dict, warnings: list) -> LoadedModel:
+def _finish(module, path: Path, attr: str, source: dict, warnings: list, given=frozenset()) -> LoadedModel:
     """The module with the preprocessing and labels it declares."""
     cfg = getattr(module, "pretrained_cfg", None) or getattr(module, "default_cfg", None)
     name = f"{path.name}:{attr}"
@@ -127,8 +127,9 @@ def _finish(module, path: Path, attr: str, source: dict, warnings: list) -> Load
                                           name=name, warnings=warnings))
     else:
         pre = PreprocessConfig(**default_statistics(chans))
-        warn(warnings, f"{path.name}:{attr} declares no preprocessing: assuming 224x224, ImageNet mean/std, "
-                       "bicubic, crop 0.875 (set --input-size/--mean/--std/--interpolation/--crop-pct, or give "
-                       "the module a timm-style pretrained_cfg dict)")
+        note_assumed(f"{path.name}:{attr} declares no preprocessing", {
+            "input_size": f"{pre.input_size[0]}x{pre.input_size[1]}", "mean": "ImageNet mean", "std": "ImageNet std",
+            "interpolation": pre.interpolation, "crop_pct": f"crop {pre.crop_pct:g}"}, given, warnings,
+            ", or give the module a timm-style pretrained_cfg dict")
     labels = getattr(module, "labels", None)
     return LoadedModel(module, pre, list(labels) if labels else None, source, warnings=warnings)

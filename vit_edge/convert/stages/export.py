@@ -13,6 +13,7 @@ from pathlib import Path
 from vit_edge.artifact.manifest import ExportRecord
 from vit_edge.convert.job import DEFAULT_OPSET
 from vit_edge.errors import ExportError, first_line
+from vit_edge.progress import phase
 
 log = logging.getLogger("vit_edge")
 
@@ -38,6 +39,7 @@ def export_fp32(job, path: Path) -> ExportRecord:
     opset = int(job.export.opset)
     if opset < 17:
         raise ExportError(f"opset {opset} is too old", hint="use --opset 17 or newer (LayerNormalization needs 17)")
+    phase(f"exporting to ONNX (opset {opset})")
     dynamic_size = bool(job.export.dynamic_size)
     fallbacks = []
     exporter = export_torch(loaded.module, loaded.preprocess, path, opset=opset, dynamic_size=dynamic_size,
@@ -71,12 +73,16 @@ def export_torch(module, preprocess, path: Path, *, opset: int = DEFAULT_OPSET, 
 
     from vit_edge.artifact import disk_error, interrupted
 
+    from vit_edge.quiet import quiet_block
+
     h, w = preprocess.input_size
     example = torch.randn(2, preprocess.channels, h, w)
     errors = []
     for exporter in ("dynamo", "torchscript"):
         try:
-            with warnings.catch_warnings(), torch.no_grad():
+            # A failed dynamo attempt logs errors (and prints its partial graph) that the fallback answers.
+            with warnings.catch_warnings(), torch.no_grad(), \
+                    quiet_block(logging.ERROR if exporter == "dynamo" else logging.WARNING):
                 warnings.simplefilter("ignore")
                 _export_with(exporter, module, example, path, opset, dynamic_size)
             break

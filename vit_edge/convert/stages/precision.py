@@ -14,7 +14,9 @@ def onnx_in_precision(job, path: Path, *, symmetric_activations: bool = False):
     export_fp32(job, path)
     if job.precision == "fp16":
         from vit_edge.convert.stages.fp16 import convert_fp16
+        from vit_edge.progress import phase
 
+        phase("converting to FP16 (FP32 islands)")
         convert_fp16(path, path, job)
     elif job.precision == "int8":
         from vit_edge.convert.stages.quantize import quantize_onnx

@@ -22,6 +22,7 @@ import numpy as np
 
 from vit_edge.artifact.manifest import QuantizationRecord
 from vit_edge.errors import DataError, ExportError, VitEdgeError, first_line
+from vit_edge.progress import phase
 
 log = logging.getLogger("vit_edge")
 
@@ -87,6 +88,7 @@ def calibration_for(job):
     if cached is None:
         from vit_edge.calibration import load_calibration
 
+        phase(f"loading {int(job.int8.calib_size)} calibration images from {job.int8.calib}")
         cached = load_calibration(job.int8.calib, job.loaded.preprocess, size=int(job.int8.calib_size),
                                   seed=int(job.seed), label_names=job.loaded.labels, scoring=SCORING_IMAGES)
         job.calibration = cached
@@ -205,6 +207,7 @@ def _run(job, model, backend: str, feed, evaluate, node_names, op_types, *, symm
                                symmetric_activations, coverage)
             from vit_edge.convert.stages.accuracy_control import accuracy_controlled
 
+            phase(f"quantizing with NNCF's accuracy control (max top-1 drop {job.int8.max_accuracy_drop:g} pts)")
             quantized, info["accuracy_control"] = accuracy_controlled(job, nncf, model, calibration, evaluate,
                                                                       arguments, calib.holdout)
             return quantized, info, None
@@ -344,6 +347,7 @@ def _budget_and_share(job, quantized, info, ops, backend):
             raise VitEdgeError("--budget cannot be combined with --max-accuracy-drop",
                                hint="use one: --budget turns the gate thresholds into the target")
         data, labels, source = budget.data_for(job, calibration_for(job))
+        phase(f"meeting the INT8 budget on {len(data)} images")
         quantized, info["budget"] = budget.apply(quantized, backend, ops, data, labels, job.validation.thresholds,
                                                  job.loaded.task, source)
         returned = info["budget"]["returned_to_float"]

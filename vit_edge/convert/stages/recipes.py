@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vit_edge import metrics
+from vit_edge.progress import phase
 
 log = logging.getLogger("vit_edge")
 
@@ -83,7 +84,9 @@ def search(model, recipes: list, quantize, infer, scoring: list, *, task: str = 
     best first). ``coverage(quantized)`` gives the INT8 MAC share that breaks ties between equally close ones."""
     reference = infer(model, scoring)
     scored, models = [], {}
-    for recipe in recipes:
+    for number, recipe in enumerate(recipes, 1):
+        phase(f"quantizing: recipe {number} of {len(recipes)} ({recipe.name})" if len(recipes) > 1 else
+              f"quantizing ({recipe.name})")
         started = time.perf_counter()
         source = model.clone() if hasattr(model, "clone") else copy.deepcopy(model)
         quantized = quantize(source, recipe)

@@ -111,6 +111,9 @@ class TensorRTTarget(Target):
         if reason is None and options.dla_core is not None:  # a workstation GPU preparing a Jetson artifact
             reason = dla_unavailable_reason(options.dla_core)
         if reason is None:
+            from vit_edge.progress import phase
+
+            phase(f"building the TensorRT {job.precision} engine")
             build_engine_into(job.workdir, built, job.precision)
         else:
             job.messages.append(f"no TensorRT engine built here ({reason}); the TensorRT-ready ONNX runs in ONNX "

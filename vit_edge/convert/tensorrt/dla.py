@@ -6,7 +6,7 @@ From NVIDIA's DLA pages:
   on DLA silently fall back to GPU execution without an error" (DLA Runtime Configuration). So
   ``--dla-core`` with ``--precision fp32`` is refused.
 - "DLA does not support dynamic dimensions, so the profile's min, max, and opt values must be equal for
-  wildcard dimensions" (DLA Supported Layers and Restrictions): a 1:8:32 batch profile would put every
+  wildcard dimensions" (DLA Supported Layers and Restrictions): a 1,8,32 batch profile would put every
   layer on the GPU, so ``--dla-core`` needs ``--batch N``.
 - Versions (Working with DLA, 11.4.1): "TensorRT 10.7 was the last 10.x release that supported DLA";
   "DLA was unavailable in TensorRT 11.0 through 11.3"; "TensorRT 11.4.0 supported DLA only on Windows on
@@ -30,7 +30,7 @@ def check_request(precision: str, dla_core, batch) -> None:
                            "engine would run entirely on the GPU",
                            hint="use --precision fp16 (or int8 with --calib), or drop --dla-core")
     if batch is not None and not batch[0] == batch[1] == batch[2]:
-        raise VitEdgeError(f"--dla-core needs a fixed batch, got --batch {':'.join(map(str, batch))}: DLA does not "
+        raise VitEdgeError(f"--dla-core needs a fixed batch, got --batch {','.join(map(str, batch))}: DLA does not "
                            "support dynamic dimensions (profile min, opt and max must be equal)",
                            hint="pass --batch N, e.g. --batch 8")
 

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import click
 
+from vit_edge.batch_list import batch_sizes
+
 DEFAULT_BATCH = (1, 8, 32)
 # JetPack 6 (the Jetson Orin release most boards run) ships TensorRT 10.3, the oldest parser we check for.
 DEFAULT_TRT_VERSION = "10.3"
 
 
+PROFILE = "MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, e.g. 1,8,32, or one batch size N"
+
+
 def parse_batch_profile(ctx, param, value):
+    """``--batch 1,8,32`` (bench's list syntax; the older ``1:8:32`` still reads) or ``--batch N`` (N,N,N)."""
     if value is None:
         return None
-    try:
-        parts = [int(x) for x in value.split(":")]
-    except ValueError:
-        raise click.BadParameter(f"use MIN:OPT:MAX, e.g. 1:8:32 (got {value!r})") from None
+    parts = batch_sizes(value, PROFILE)
     if len(parts) == 1:
         parts = parts * 3
-    if len(parts) != 3 or not 1 <= parts[0] <= parts[1] <= parts[2]:
-        raise click.BadParameter(f"use MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX (got {value!r})")
+    if len(parts) != 3 or not parts[0] <= parts[1] <= parts[2]:
+        raise click.BadParameter(f"use {PROFILE} (got {value!r})")
     return tuple(parts)
 
 
@@ -45,7 +48,8 @@ def parse_trt_version(ctx, param, value):
 
 
 CONVERT_OPTIONS = (
-    click.option("--batch", callback=parse_batch_profile, help="TensorRT profile MIN:OPT:MAX (default 1:8:32)."),
+    click.option("--batch", callback=parse_batch_profile,
+                 help="TensorRT batch profile MIN,OPT,MAX, or N for a fixed batch (default 1,8,32; 1:8:32 also reads)."),
     click.option("--workspace", type=click.FloatRange(0.01), default=None, help="TensorRT workspace limit in GB."),
     click.option("--dla-core", type=click.IntRange(0), default=None,
                  help="TensorRT DLA core (Jetson AGX/NX Orin; fp16/int8 and a fixed --batch N only)."),
