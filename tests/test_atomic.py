@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MODELS, REPO, assert_one_line_error, run_cli
+from convert_process import start_convert, wait_for_temp_dir
 
 from vit_edge.artifact import atomic_output_dir, write_json
 from vit_edge.errors import OutputError
@@ -21,31 +22,11 @@ from vit_edge.errors import OutputError
 pytestmark = pytest.mark.slow  # converts models: the full suite runs it, the quick check does not
 
 
-def _start_convert(out: Path, preexec_fn=None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vit_edge", "convert", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=preexec_fn)
-
-
-def _wait_for_tmp(proc: subprocess.Popen, parent: Path, timeout: float = 300) -> Path:
-    """The temporary sibling appears when convert enters the conversion (model loaded, export starting)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [p for p in parent.iterdir() if p.name.startswith(".out.tmp-")]
-        if found:
-            return found[0]
-        if proc.poll() is not None:
-            pytest.fail(f"convert ended before the conversion started: {proc.communicate()}")
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("convert never started writing")
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_mid_convert_leaves_nothing(tmp_path, signum):
     out = tmp_path / "out"
-    proc = _start_convert(out)
-    tmp = _wait_for_tmp(proc, tmp_path)
+    proc = start_convert(out)
+    tmp = wait_for_temp_dir(proc, tmp_path)
     time.sleep(0.5)  # well inside the export now (it takes seconds), not at its first line
     assert proc.poll() is None, "convert finished before it could be interrupted"
     proc.send_signal(signum)
@@ -65,7 +46,7 @@ def test_full_disk_leaves_nothing(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write() instead of being killed
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # the demo ONNX is ~580 kB
 
-    proc = _start_convert(tmp_path / "out", preexec_fn=limit_file_size)
+    proc = start_convert(tmp_path / "out", preexec_fn=limit_file_size)
     _, err = proc.communicate(timeout=600)
     result = type("R", (), {"code": proc.returncode, "err": err,
                             "err_lines": [line for line in err.splitlines() if line.strip()]})

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import MODELS, REPO, assert_one_line_error, run_cli
+from convert_process import start_convert, wait_for_temp_dir
 
 from vit_edge.artifact import atomic_output_dir, publish
 from vit_edge.errors import ArtifactError, OutputError
@@ -248,30 +249,12 @@ def test_without_renameat2_the_fallback_still_refuses(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def _wait_for_temp_dir(proc, parent: Path, timeout: float = 300) -> Path:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [p for p in parent.iterdir() if p.name.startswith(".out.tmp-") and p.is_dir()]
-        if found:
-            return found[0]
-        if proc.poll() is not None:
-            pytest.fail(f"convert ended before the conversion started: {proc.communicate()}")
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("convert never started writing")
-
-
-def _start_convert(out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vit_edge", "convert", "--out", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-
-
 @pytest.mark.slow
 def test_race_a_folder_created_at_out_while_convert_runs(tmp_path):
     """The acceptance test of item 2: a real convert; the user's folder appears at --out mid-run."""
     out = tmp_path / "out"
-    proc = _start_convert(out)
-    _wait_for_temp_dir(proc, tmp_path)
+    proc = start_convert(out)
+    wait_for_temp_dir(proc, tmp_path)
     out.mkdir()
     (out / "holiday.jpg").write_bytes(b"\xff\xd8 their photo")
     _, err = proc.communicate(timeout=300)
@@ -371,8 +354,8 @@ def test_sigkill_mid_convert_is_cleaned_up_by_the_next_convert(tmp_path):
     """The acceptance test of item 7: SIGKILL (what the OOM killer sends) leaves the temporary folder; the next
     convert to that --out removes it, says so in one line, and succeeds."""
     out = tmp_path / "out"
-    proc = _start_convert(out)
-    stale = _wait_for_temp_dir(proc, tmp_path)
+    proc = start_convert(out)
+    stale = wait_for_temp_dir(proc, tmp_path)
     time.sleep(0.5)  # inside the export
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
