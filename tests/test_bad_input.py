@@ -259,6 +259,11 @@ CLI_CASES = [
     # ---------------------------------------------------------------- bench
     CliCase("bench-missing", "bench", "artifact file missing", ("bench", "{d}/nothere.onnx"),
             ("no such artifact file",)),
+    CliCase("bench-foreign-any-size", "bench", "an ONNX another tool wrote with a dynamic height and width",
+            ("bench", "{d}/anysize.onnx"), ("input size cannot be read from the graph", "--input-size")),
+    CliCase("validate-foreign-no-stats", "validate", "an ONNX another tool wrote, no statistics",
+            ("validate", "{d}/fixed32.onnx", "--data", "digits:test", "--reference", "demo"),
+            ("records no preprocessing", "--preprocess-from MODEL")),
     CliCase("bench-truncated", "bench", "truncated .onnx", ("bench", "{d}/truncated.onnx"),
             ("not a readable ONNX", "truncated")),
     CliCase("bench-no-manifest", "bench", "folder without manifest.json", ("bench", "{d}/notimages"),
@@ -299,6 +304,16 @@ CLI_CASES = [
     CliCase("predict-input-size-artifact", "predict", "--input-size with an artifact",
             ("predict", "{demo}", "{d}/flat/red.png", "--input-size", "64"),
             ("--input-size applies to a MODEL spec", "preprocessing")),
+    CliCase("predict-foreign-no-stats", "predict", "an ONNX another tool wrote (no vit-edge metadata), no statistics",
+            ("predict", "{d}/fixed32.onnx", "{d}/flat/red.png"),
+            ("records no preprocessing", "mean, std", "--preprocess-from MODEL")),
+    CliCase("predict-preprocess-from-spec", "predict", "--preprocess-from with a MODEL spec",
+            ("predict", "demo", "{d}/flat/red.png", "--preprocess-from", "demo"),
+            ("--preprocess-from applies to an artifact", "declares its own preprocessing")),
+    CliCase("predict-preprocess-from-recorded", "predict", "--preprocess-from with a vit-edge artifact",
+            ("predict", "{demo}", "{d}/flat/red.png", "--preprocess-from", "demo"),
+            ("--preprocess-from applies to a MODEL spec or an artifact that records no preprocessing",
+             "records the preprocessing it was converted with")),
     CliCase("image-missing", "predict", "image path missing", ("predict", "{demo}", "{d}/nothere.png"),
             ("no such image file",)),
     CliCase("predict-swapped", "predict", "an artifact whose model.onnx was swapped",
@@ -344,6 +359,10 @@ def bad_files(tmp_path_factory, demo_onnx) -> Path:
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 32, 32])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, 32, 32])])
     onnx.save(helper.make_model(fixed), str(d / "fixed32.onnx"))
+    any_size = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, "h", "w"])])
+    onnx.save(helper.make_model(any_size), str(d / "anysize.onnx"))
     (d / "empty.pth").write_bytes(b"")
     (d / "garbage.pth").write_bytes(b"\x80\x02garbage that is no pickle")
     state = {k: v for k, v in torch.nn.Linear(4, 2).state_dict().items()}

@@ -45,6 +45,22 @@ def test_limit_picks_every_class_in_proportion(demo_onnx, tmp_path):
     assert json.loads(again.read_text())["per_class"] == data["per_class"]  # seeded: the same images
 
 
+def test_debug_and_compare_limits_sample_every_class_too(demo_onnx, tmp_path):
+    from vit_edge import runtimes
+    from vit_edge.data import load_images
+    from vit_edge.validate import compare
+
+    folder = _class_folder(tmp_path / "data", [4 * (k + 1) for k in range(10)])
+    report = tmp_path / "debug.json"
+    result = run_cli("debug", demo_onnx, "--data", folder, "--limit", "55", "--json", report)
+    assert result.code == 0, result.err
+    debug = json.loads(report.read_text())
+    assert debug["images"] == 55 and debug["data"].endswith("(55 of 220 images, stratified, seed 0)"), debug["data"]
+    with runtimes.load(demo_onnx) as candidate, runtimes.load(demo_onnx) as reference:
+        parity = compare(candidate, reference, load_images(folder, candidate.labels), limit=55, progress=False)
+    assert [c["samples"] for c in parity.per_class] == [k + 1 for k in range(10)]
+
+
 def test_stratified_rounding_and_unlabelled_samples():
     from vit_edge.data import ImageSet, stratified_indices
 

@@ -177,7 +177,7 @@ def test_images_become_the_models_channels():
 
 def test_a_bare_one_channel_onnx_converts_predicts_and_is_checked(tmp_path):
     """An ONNX without vit-edge metadata takes its channels and size from its input shape: it converts, and
-    predict runs (it exited 70 feeding RGB); a --channels that contradicts the graph is refused up front."""
+    predict runs given its statistics (it exited 70 feeding RGB); a --channels that contradicts the graph is refused up front."""
     import torch
 
     torch.manual_seed(0)
@@ -189,7 +189,9 @@ def test_a_bare_one_channel_onnx_converts_predicts_and_is_checked(tmp_path):
 
     image = tmp_path / "digit.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (28, 28), dtype=np.uint8)).save(image)
-    result = run_cli("predict", bare, image, "-k", "1")
+    result = run_cli("predict", bare, image, "-k", "1")  # nothing says how it was normalised: refused, not guessed
+    assert_one_line_error(result, 2, "records no preprocessing", "mean, std", "--mean/--std")
+    result = run_cli("predict", bare, image, "-k", "1", "--mean", "0.5", "--std", "0.5")
     assert result.code == 0, result.err
     out = tmp_path / "out"
     result = run_cli("convert", bare, "--mean", "0.5", "--std", "0.5", "--crop-pct", "1", "--out", out)

@@ -317,18 +317,22 @@ def benchmark(artifacts, *, batches=DEFAULT_BATCHES, threads: int | None = None,
 
 
 def _source_options(artifacts, source_options) -> list:
-    """Per artifact, the MODEL-spec options it gets: all of them for the one MODEL spec, none for artifacts."""
-    from vit_edge.runtimes import is_artifact
+    """Per item, the options it is loaded with: all of them for the one MODEL spec; for artifacts only the
+    preprocessing ones (and ``preprocess_from``), when no MODEL spec takes them -- an artifact that records no
+    preprocessing then needs only its input size, since speed does not depend on the statistics."""
+    from vit_edge.runtimes import PREPROCESS_OPTIONS, is_artifact
 
     given = {k: v for k, v in (source_options or {}).items() if v not in (None, False)}
-    if not given:
-        return [{} for _ in artifacts]
     specs = [a for a in artifacts if isinstance(a, str) and not is_artifact(a)]
-    if len(specs) != 1:
+    feeding = set(PREPROCESS_OPTIONS) | {"preprocess_from"}
+    for_artifacts = {"need": ("input_size",)}
+    if given and not specs and set(given) <= feeding:
+        for_artifacts.update(given)
+    elif given and len(specs) != 1:
         raise InputError(f"{flags_apply(given)} to the MODEL spec among the items, and there must be exactly one",
                          got=f"{len(specs)} MODEL specs",
                          hint="bench one MODEL spec with them (convert the others to artifacts first)")
-    return [given if a is specs[0] else {} for a in artifacts]
+    return [given if specs and a is specs[0] else for_artifacts if isinstance(a, str) else {} for a in artifacts]
 
 
 def _short_names(artifacts) -> list:

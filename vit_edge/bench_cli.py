@@ -29,7 +29,7 @@ def parse_batches(ctx, param, value):
 @click.option("--markdown", "markdown_path", type=click.Path(), help="Write the results as a Markdown table.")
 @click.option("--plot", "plot_path", type=click.Path(), help="Write a PNG chart.")
 @cli_options.apply(*cli_options.source_options("the MODEL spec among ARTIFACTS", task=False),
-                   *cli_options.PREPROCESS)
+                   *cli_options.PREPROCESS, cli_options.PREPROCESS_FROM)
 def command(artifacts, batches, threads, duration, rounds, device, hint, json_path, markdown_path, plot_path,
             **source):
     """Latency (p50/p90/p99), throughput and peak memory of ARTIFACTS (or MODEL specs, run in torch).

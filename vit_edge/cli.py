@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -144,6 +145,7 @@ def _params(decorators) -> list:
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="Use a seeded sample of N items, stratified by class when labelled.")
 @cli_options.apply(*cli_options.source_options("a --reference MODEL spec"))
+@cli_options.apply(*cli_options.PREPROCESS, cli_options.PREPROCESS_FROM)
 @cli_options.apply(*cli_options.THRESHOLDS)
 @click.option("--json", "json_path", type=click.Path(), help="Write the report as JSON.")
 @click.option("--markdown", "markdown_path", type=click.Path(), help="Write the report as Markdown.")
@@ -169,9 +171,22 @@ def validate(candidate, reference, data, limit, json_path, markdown_path, junit_
 
     if not os.path.exists(candidate):
         raise VitEdgeError(f"candidate {candidate} not found", hint="pass an artifact file or --out directory")
+    candidate_options = {"device": device} if device else {}
+    preprocess = _artifact_preprocess(candidate, kw)
+    if preprocess is not None:
+        candidate_options["preprocess"] = preprocess
+    if reference is None and kw.get("preprocess_from") and not _has_manifest(candidate):
+        # Another tool's artifact records no source: the model its preprocessing comes from is the one it was
+        # converted from, named by the user on this command line.
+        reference = kw["preprocess_from"]
+        _say(f"note: reference: {reference} (from --preprocess-from; pass --reference to compare with another)")
+    labels = _labels_for_bare(candidate, kw, reference)
+    if labels is not None:
+        candidate_options["labels"] = labels
+    kw.pop("preprocess_from")
     report = validate_artifact(candidate, data=data, reference=reference, limit=limit,
                                thresholds=cli_options.pop(kw, cli_options.THRESHOLD_NAMES),
-                               candidate_options={"device": device} if device else None, cache=not no_cache,
+                               candidate_options=candidate_options or None, cache=not no_cache,
                                ray=ray_address, flips_dir=flips_dir, timing=True,
                                reference_options=cli_options.pop(kw, cli_options.SOURCE_NAMES))
     write_reports(report, json_path=json_path, markdown_path=markdown_path, junit_path=junit_path)
@@ -179,6 +194,44 @@ def validate(candidate, reference, data, limit, json_path, markdown_path, junit_
     if not report.passed:
         _say(f"error: parity failed: {'; '.join(report.failures)}")
         sys.exit(1)
+
+
+def _artifact_preprocess(candidate, kw: dict):
+    """The preprocessing flags (taken out of ``kw``) and --preprocess-from as the candidate's preprocessing;
+    None when neither is given and the candidate records its own."""
+    from vit_edge.runtimes import is_artifact
+    from vit_edge.runtimes.given_preprocess import for_artifact
+
+    flags = cli_options.pop(kw, cli_options.PREPROCESS_NAMES)
+    if not is_artifact(candidate):
+        return None  # not loadable: runtimes.load says why in one line
+    return for_artifact(candidate, flags, kw.get("preprocess_from"))
+
+
+def _labels_for_bare(candidate, kw: dict, reference):
+    """Label names for a candidate that records none (another tool's artifact), so that class folders map to
+    the model's class indices: --labels, else those of the --preprocess-from model, else of a MODEL --reference.
+    None where the candidate has a manifest (it records its own, or has none on purpose)."""
+    from vit_edge.runtimes import is_artifact
+    from vit_edge.runtimes.given_preprocess import labels_of
+
+    if _has_manifest(candidate) or not is_artifact(candidate):
+        return None
+    if kw.get("labels_file"):
+        from vit_edge.sources import read_labels
+
+        return read_labels(kw["labels_file"])
+    model = kw.get("preprocess_from") or (reference if reference and not is_artifact(reference) else None)
+    if model is None or kw.get("num_classes"):
+        return None
+    return labels_of(model)
+
+
+def _has_manifest(candidate) -> bool:
+    from vit_edge.artifact import MANIFEST
+
+    path = Path(candidate)
+    return ((path if path.is_dir() else path.parent) / MANIFEST).is_file()
 
 
 @click.command()
@@ -191,7 +244,7 @@ def validate(candidate, reference, data, limit, json_path, markdown_path, junit_
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
               help="Images decoded and run at once; each batch's results print when it finishes.")
 @cli_options.apply(*cli_options.source_options("a MODEL spec given as ARTIFACT", task=False),
-                   *cli_options.PREPROCESS)
+                   *cli_options.PREPROCESS, cli_options.PREPROCESS_FROM)
 def predict(artifact, images, top, batch_size, **source):
     """Print the top-k classes of IMAGES (files, or folders searched recursively for image files) with
     ARTIFACT (or a MODEL spec, run in torch).

@@ -61,6 +61,12 @@ PREPROCESS = (
 )
 PREPROCESS_NAMES = ("input_size", "mean", "std", "channels", "interpolation", "crop_pct")
 
+# For artifacts another tool wrote (no vit-edge manifest): their preprocessing, read from the model they came from.
+PREPROCESS_FROM = click.option(
+    "--preprocess-from", metavar="MODEL",
+    help="Feed an artifact that records no preprocessing (an IR or ONNX another tool wrote) as MODEL (timm:NAME, "
+         "an HF directory, ...) declares; the preprocessing flags override it.")
+
 THRESHOLDS = (
     click.option("--max-top1-drop", type=click.FloatRange(0, 100), default=None,
                  help="Largest allowed top-1 drop in points (default 0.5)."),

@@ -16,6 +16,18 @@ def _backend(side: dict) -> str:
     return f"{side['target']}/{side['precision']}" + (f" ({ran})" if ran else "")
 
 
+def _ran_note(side: dict) -> str | None:
+    """Once, what the parenthesised precision after an OpenVINO backend means (users took "int8 (bf16)" for a
+    contradiction)."""
+    ran = side.get("inference_precision")
+    if not ran or ran == "f32":
+        return None
+    return (f"({ran}): OpenVINO ran the layers INT8 leaves in floating point in {ran}, the fastest float this "
+            "device has (runtimes.load(..., inference_precision='f32') runs them in f32)"
+            if side["precision"] == "int8" else
+            f"({ran}): the precision OpenVINO ran this {side['precision'].upper()} model in on this device")
+
+
 def _precision(side: dict) -> str:
     ran = side.get("inference_precision")
     return f"{side['target']} / {side['precision']}" + (f" (ran {ran} on {side.get('device', '?')})" if ran else "")
@@ -63,6 +75,9 @@ def text(report) -> str:
     if report.top1_drop:
         lines.append(f"top-1 drop {_drop(report.top1_drop)}: {report.top1_drop['decision']}")
     lines.append(f"reference: {_reference_source(ref)}")
+    ran = _ran_note(cand)
+    if ran:
+        lines.append(ran)
     if report.contact_sheet:
         lines.append(f"flips contact sheet: {report.contact_sheet}")
     lines += [f"note: {n}" for n in report.notes]

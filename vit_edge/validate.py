@@ -143,10 +143,13 @@ def build_report(cand: np.ndarray, ref: np.ndarray, labels, indices, *, images, 
 
 
 def compare(candidate, reference, images, *, limit: int | None = None, batch_size: int = 32,
-            thresholds: Thresholds | dict | None = None, progress: bool = True) -> ParityReport:
+            thresholds: Thresholds | dict | None = None, progress: bool = True, seed: int = 0) -> ParityReport:
     """Run both runtimes on ``images`` (an ImageSet) with the candidate's preprocessing and compare.
-    ``reference`` is a runtime, or a :class:`~vit_edge.reference_cache.CachedReference` (its outputs)."""
+    ``reference`` is a runtime, or a :class:`~vit_edge.reference_cache.CachedReference` (its outputs, for
+    the same images). ``limit``: a seeded sample of that many, stratified by class when labelled (as
+    validate's ``--limit``), never the first N of a folder."""
     th = thresholds if isinstance(thresholds, Thresholds) else Thresholds.from_options(thresholds)
+    images = images.sample(limit, seed)
     got = _collect(candidate, reference, images, limit=limit, batch_size=batch_size, progress=progress)
     return _report(got, candidate, reference, images, th, limit)
 

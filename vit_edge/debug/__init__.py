@@ -53,10 +53,11 @@ def debug_artifact(candidate, *, data, reference=None, limit: int | None = DEFAU
 
 
 def _images(data, sides, limit):
-    """Decode the images once (at most ``limit``) with the candidate's preprocessing."""
+    """Decode the images once with the candidate's preprocessing: at most ``limit``, a seeded sample stratified
+    by class when labelled (as validate's --limit), so a folder's first classes never stand for all of it."""
     from vit_edge.data import load_images
 
-    images = load_images(data, sides.manifest.labels)
+    images = load_images(data, sides.manifest.labels).sample(limit, seed=0)
     batches = [b for b, _ in images.batches(sides.preprocess, batch_size=32, limit=limit)]
     if not batches:
         raise DataError(f"{images.source}: no decodable images ({len(images.skipped)} files skipped)",

@@ -52,7 +52,8 @@ class DebugReport:
                      "precision": sides.precision, "runs": result["configs"]}
         if "noise_floor_f32_db" in analysis:
             candidate["noise_floor_f32_db"] = analysis["noise_floor_f32_db"]
-        report = cls(candidate=candidate, reference=sides.reference, data=images.source, images=int(len(decoded)),
+        report = cls(candidate=candidate, reference=sides.reference, data=images.source + (f" ({images.selection})" if images.selection else ""),
+                     images=int(len(decoded)),
                      thresholds=thresholds.to_dict(), output=output, noise_floor_db=floor,
                      noise_spread_db=analysis["noise_spread_db"],
                      first_divergence=_brief(points[first]) if first is not None else None,

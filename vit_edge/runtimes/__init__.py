@@ -94,20 +94,36 @@ def is_artifact(item) -> bool:
 def load_any(item, **options) -> Runtime:
     """An artifact when ``item`` is one, else the torch reference of the MODEL spec it names (what
     ``predict``, ``validate --reference`` and ``bench`` accept). ``options`` may hold the MODEL spec's
-    :data:`SOURCE_OPTIONS` (``checkpoint=`` and friends, as ``convert`` takes them): an error for an artifact."""
+    :data:`SOURCE_OPTIONS` (``checkpoint=`` and friends, as ``convert`` takes them): an error for an artifact,
+    except the preprocessing ones, which feed it (with ``preprocess_from=MODEL``; an artifact that records no
+    preprocessing must be given the ``need``-ed fields, see :mod:`vit_edge.runtimes.given_preprocess`)."""
     from vit_edge.errors import InputError, flags_apply
     from vit_edge.sources import LoadedModel
 
     source = {k: options.pop(k) for k in SOURCE_OPTIONS if k in options}
+    preprocess_from, need = options.pop("preprocess_from", None), options.pop("need", None)
     given = [k for k, v in source.items() if v not in (None, False, 0)]
     if isinstance(item, LoadedModel):
         return reference(item, preprocess=options.get("preprocess"), threads=options.get("threads"))
     path = Path(str(item))
     if is_artifact(path):
+        given = [k for k in given if k not in PREPROCESS_OPTIONS]  # an artifact may be fed otherwise
         if given:
             raise InputError(f"{flags_apply(given)} to a MODEL spec, not to the artifact {path}",
-                             hint="drop them: an artifact carries its own weights, labels and preprocessing")
+                             hint="drop them: an artifact carries its own weights and labels")
+        if options.get("preprocess") is None:
+            from vit_edge.runtimes.given_preprocess import for_artifact
+
+            options["preprocess"] = for_artifact(path, {k: source.get(k) for k in PREPROCESS_OPTIONS},
+                                                 preprocess_from, need=need)
+        if preprocess_from is not None and "labels" not in options:
+            from vit_edge.runtimes.given_preprocess import labels_of
+
+            options["labels"] = labels_of(preprocess_from)  # used only where the artifact records none
         return load(path, **options)
+    if preprocess_from is not None:
+        raise InputError(f"--preprocess-from applies to an artifact, not to the MODEL spec {item}",
+                         hint="drop it: a MODEL spec declares its own preprocessing (or pass --input-size, --mean...)")
     if path.suffix.lower() in (".bin", ".json") or (targets.for_suffix(path.suffix) and not path.exists()):
         raise ArtifactError(f"{path}: no such artifact file")
     extra = {k: source[k] for k in ("labels_file", "num_classes") + PREPROCESS_OPTIONS
@@ -211,7 +227,10 @@ def _artifact(file: Path, target: str, manifest, preprocess, options, verify: bo
             log.warning("%s has no recorded preprocessing; using defaults", file)
             preprocess = PreprocessConfig()
     by_folder = options.pop("name_by_folder", True)
+    labels = options.pop("labels", None)  # for an artifact that records none (one another tool wrote)
     runtime = module.from_artifact(file, manifest, preprocess, **options)
+    if labels is not None and runtime.labels is None:
+        runtime.labels = list(labels)
     if by_folder:
         runtime.name = _display_name(file, runtime.name)
     return runtime

@@ -71,6 +71,11 @@ class OpenVINORuntime(Runtime):
         self._lock = threading.Lock()
         shape = self._input_shape
         dynamic = shape.rank.is_static and len(shape) == 4 and (shape[2].is_dynamic or shape[3].is_dynamic)
+        # An IR saved with a fixed batch (another tool's, converted from a batch-1 example) runs any number of
+        # images as batches of that size: reshaping it often fails on shapes its tracer baked in.
+        self._fixed_batch = shape[0].get_length() if shape.rank.is_static and shape[0].is_static else None
+        if self._fixed_batch:
+            kwargs["max_batch"] = min(kwargs.get("max_batch") or self._fixed_batch, self._fixed_batch)
         kwargs.setdefault("name", self.path.name)
         super().__init__(preprocess=preprocess, precision=precision, dynamic_size=dynamic, **kwargs)
         h, w = preprocess.input_size
@@ -111,7 +116,10 @@ class OpenVINORuntime(Runtime):
         return entry
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        parts = min(self._streams, len(batch))
+        if self._fixed_batch and len(batch) < self._fixed_batch:  # the last, short batch: padded, then cut
+            pad = np.zeros((self._fixed_batch - len(batch), *batch.shape[1:]), batch.dtype)
+            return self._infer(np.concatenate([batch, pad]))[:len(batch)]
+        parts = 1 if self._fixed_batch else min(self._streams, len(batch))
         if parts == 1:
             entry = self._entry(batch.shape)
             request = entry.borrow()

@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""What vit-edge's OpenVINO runtime adds per call over OpenVINO's own ``benchmark_app`` (issue 18 item 2).
+
+    python benchmarks/runtime_overhead.py [ARTIFACT] [--rounds 5] [--seconds 5]
+
+Without ARTIFACT, the trained imagenette fixture (tests/models/imagenette_vit.py, 64x64, 4 blocks: a model so
+small that per-call work shows) is converted to OpenVINO INT8 in a temporary folder. Then, alternating for
+``--rounds`` rounds, each ``--seconds`` long:
+
+- ``benchmark_app`` on the artifact's model.xml: throughput hint at batch 8 (img/s), latency hint at batch 1
+  (median ms), each in a fresh process, as OpenVINO measures a model;
+- vit-edge's runtime in a fresh process: ``runtimes.load(ARTIFACT, hint=...)`` and ``run(batch)`` called
+  back to back on one preprocessed batch (batch 8: img/s; batch 1: median ms per call), what ``vit-edge
+  bench`` and an application calling ``predict`` on decoded images get.
+
+Prints medians and the runtime's overhead (positive = slower than benchmark_app) as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = next((p / "shared" / "data" / "imagenette-64" for p in REPO.parents
+             if (p / "shared" / "data" / "imagenette-64").is_dir()), None)
+
+_RUNTIME = """
+import json, sys, time
+import numpy as np
+from vit_edge import runtimes
+artifact, hint, batch, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+rt = runtimes.load(artifact, hint=hint)
+h, w = rt.preprocess.input_size
+x = np.random.default_rng(0).standard_normal((batch, rt.preprocess.channels, h, w)).astype(np.float32)
+for _ in range(20):
+    rt.run(x)
+calls = []
+end = time.perf_counter() + seconds
+while time.perf_counter() < end:
+    t = time.perf_counter()
+    rt.run(x)
+    calls.append(time.perf_counter() - t)
+print(json.dumps({"fps": batch * len(calls) / sum(calls), "median_ms": 1000 * float(np.median(calls))}))
+"""
+
+
+def benchmark_app(xml: Path, hint: str, batch: int, seconds: float, shape: tuple) -> dict:
+    """benchmark_app's throughput (FPS) and median latency (ms) for ``xml`` at ``batch``."""
+    exe = shutil.which("benchmark_app") or str(Path(sys.executable).parent / "benchmark_app")
+    c, h, w = shape
+    out = subprocess.run([exe, "-m", str(xml), "-d", "CPU", "-hint", hint, "-t", str(int(seconds)),
+                          "-shape", f"[{batch},{c},{h},{w}]"], capture_output=True, text=True, check=True).stdout
+    fps = float(re.search(r"Throughput:\s+([\d.]+) FPS", out).group(1))
+    median = float(re.search(r"Median:\s+([\d.]+) ms", out).group(1))
+    return {"fps": fps, "median_ms": median}
+
+
+def runtime(artifact: Path, hint: str, batch: int, seconds: float) -> dict:
+    out = subprocess.run([sys.executable, "-c", _RUNTIME, str(artifact), hint, str(batch), str(seconds)],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def convert_fixture(out: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "vit_edge", "convert", f"{REPO}/tests/models/imagenette_vit.py:build",
+                    "--target", "openvino", "--precision", "int8", "--calib", str(DATA / "train"),
+                    "--calib-size", "300", "--out", str(out)], check=True, capture_output=True)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("artifact", nargs="?")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    from vit_edge.artifact import read_manifest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact = Path(args.artifact) if args.artifact else convert_fixture(Path(tmp) / "int8")
+        manifest = read_manifest(artifact)
+        xml = artifact / manifest.artifact
+        pre = manifest.preprocess
+        shape = (pre.channels, *pre.input_size)
+        runs = {k: [] for k in ("app_b8", "rt_b8", "app_b1", "rt_b1")}
+        for _ in range(args.rounds):  # alternated: the machine's noise hits both sides alike
+            runs["app_b8"].append(benchmark_app(xml, "throughput", 8, args.seconds, shape)["fps"])
+            runs["rt_b8"].append(runtime(artifact, "throughput", 8, args.seconds)["fps"])
+            runs["app_b1"].append(benchmark_app(xml, "latency", 1, args.seconds, shape)["median_ms"])
+            runs["rt_b1"].append(runtime(artifact, "latency", 1, args.seconds)["median_ms"])
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        result = {"artifact": str(artifact), "rounds": args.rounds, "seconds": args.seconds,
+                  "benchmark_app_b8_fps": round(med["app_b8"], 1), "runtime_b8_fps": round(med["rt_b8"], 1),
+                  "overhead_b8": round(med["app_b8"] / med["rt_b8"] - 1, 4),
+                  "benchmark_app_b1_ms": round(med["app_b1"], 4), "runtime_b1_ms": round(med["rt_b1"], 4),
+                  "overhead_b1": round(med["rt_b1"] / med["app_b1"] - 1, 4),
+                  "per_round": {k: [round(x, 3) for x in v] for k, v in runs.items()}}
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
