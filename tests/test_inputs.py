@@ -183,6 +183,10 @@ def test_reports_for_a_non_utf8_data_path_are_all_written(demo_onnx, tmp_path):
     texts = {s: p.read_bytes().decode("utf-8") for s, p in reports.items()}  # all valid UTF-8
     assert "caf\\xe9" in texts["md"]
     assert json.loads(texts["json"])["samples"] == 3
+    # A passing JUnit case names only the two sides (the data appears in a failure's body): it must parse.
+    import xml.etree.ElementTree as ET
+
+    assert ET.fromstring(texts["xml"].encode()).find("testcase").get("classname") == "vit_edge.validate"
 
 
 @pytest.mark.parametrize("edit, message", [
