@@ -343,8 +343,9 @@ def test_the_reference_is_served_from_the_cache_until_a_data_file_changes(demo_o
             st = file.stat()
             os.utime(file, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert [r["reference"]["source"] for r in reports] == ["computed", "cache", "computed"]
+    assert [r["inputs"]["source"] for r in reports] == ["decoded", "cache", "decoded"]  # decoded pixels too
     assert reports[0]["reference"]["runtime"] == "torch"
-    strip = lambda r: {k: v for k, v in r.items() if k not in ("timing", "reference")}  # noqa: E731
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("timing", "reference", "inputs")}  # noqa: E731
     assert strip(reports[0]) == strip(reports[1]) == strip(reports[2])
     print(f"\ndemo validate: computed {reports[0]['timing']['seconds']} s, cached {reports[1]['timing']['seconds']} s")
     # the entry holds exactly what the reference computes now

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vit_edge.errors import DataError
-from vit_edge.preprocess import PreprocessConfig, check_batch, image_to_array, open_image
+from vit_edge.preprocess import PreprocessConfig, check_batch, image_pixels, normalize, open_image
 
 log = logging.getLogger("vit_edge")
 
@@ -81,13 +81,19 @@ class ImageSet:
     def decode(self, index: int, cfg: PreprocessConfig):
         """Item ``index`` as the model's CHW float32 array, or None (counted in ``skipped``) when the file
         does not decode."""
+        pixels = self.pixels(index, cfg)
+        return None if pixels is None else normalize(pixels, cfg)
+
+    def pixels(self, index: int, cfg: PreprocessConfig):
+        """Item ``index`` resized and cropped, HxWxC uint8 (before normalisation), or None (counted in
+        ``skipped``) when the file does not decode."""
         item = self.items[index]
         try:
             image = open_image(item) if isinstance(item, (str, Path)) else item
         except DataError:
             self.skipped.append(str(item))
             return None
-        return image_to_array(image, cfg)
+        return image_pixels(image, cfg)
 
     def digest(self, index: int) -> str | None:
         """A content hash of item ``index``: the file's bytes, an in-memory image's pixels, an array's row. The
@@ -117,12 +123,13 @@ class ImageSet:
         return f"{self.source}[{self.origin[index] if self.origin is not None else index}]"
 
     def indexed_batches(self, cfg: PreprocessConfig, batch_size: int = 32, limit: int | None = None, *,
-                        start: int = 0, stop: int | None = None):
+                        start: int = 0, stop: int | None = None, as_pixels: bool = False):
         """Yield ``(nchw_float32, labels_or_None, indices)``: batch k holds the decodable items of the index
         window ``[start + k * batch_size, start + (k + 1) * batch_size)`` (fewer when a file does not decode;
         none when none does), so the same window always makes the same batch: a shard that starts at a
         multiple of ``batch_size`` sees exactly the batches a single pass sees. ``indices`` are the items'
-        indices (:meth:`item_id` names them)."""
+        indices (:meth:`item_id` names them). ``as_pixels`` (image items only): NHWC uint8 batches, not yet
+        normalised (:func:`~vit_edge.preprocess.normalize` makes the float batch bit for bit)."""
         n = len(self) if limit is None else min(limit, len(self))
         stop = n if stop is None else min(stop, n)
         for first in range(start, stop, batch_size):
@@ -130,13 +137,20 @@ class ImageSet:
             if self.preprocessed is not None:
                 arrays, kept = self.preprocessed[window.start:window.stop], list(window)
             else:
-                decoded = [(i, self.decode(i, cfg)) for i in window]
+                decoded = [(i, self.pixels(i, cfg)) for i in window]
                 kept = [i for i, array in decoded if array is not None]
                 if not kept:
                     continue
                 arrays = np.stack([array for _i, array in decoded if array is not None])
-            labels = None if self.labels is None else np.asarray([self.labels[i] for i in kept])
-            yield check_batch(arrays, cfg), labels, np.asarray(kept, dtype=np.int64)
+                if as_pixels:
+                    yield arrays, self.labels_of(kept), np.asarray(kept, dtype=np.int64)
+                    continue
+                arrays = normalize(arrays, cfg)
+            yield check_batch(arrays, cfg), self.labels_of(kept), np.asarray(kept, dtype=np.int64)
+
+    def labels_of(self, indices):
+        """The labels of items ``indices`` as an array, or None when the set is unlabelled."""
+        return None if self.labels is None else np.asarray([self.labels[i] for i in indices])
 
     def batches(self, cfg: PreprocessConfig, batch_size: int = 32, limit: int | None = None):
         """Yield ``(nchw_float32, labels_or_None)``; undecodable files are skipped and recorded."""

@@ -268,10 +268,22 @@ def resize_and_crop(im, cfg: PreprocessConfig):
 
 def image_to_array(im, cfg: PreprocessConfig) -> np.ndarray:
     """One PIL image to a CHW float32 array, normalised with the model's mean and std."""
+    return normalize(image_pixels(im, cfg), cfg)
+
+
+def image_pixels(im, cfg: PreprocessConfig) -> np.ndarray:
+    """One PIL image resized and cropped to the model's input: HxWxC uint8 (C = ``cfg.channels``), the
+    compact form :func:`normalize` turns into the model's input (what the validate input cache keeps)."""
     im = resize_and_crop(to_channels(im, cfg.channels), cfg)
-    arr = np.asarray(im, dtype=np.float32).reshape(im.size[1], im.size[0], -1) / 255.0  # L images are HxW
+    return np.asarray(im, dtype=np.uint8).reshape(im.size[1], im.size[0], -1)  # L images are HxW
+
+
+def normalize(pixels: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """HxWxC (or NxHxWxC) uint8 pixels to CHW (NCHW) float32 scaled to [0, 1] and normalised with the model's
+    mean and std. Element by element, so a batch gives bit for bit the arrays its images give one by one."""
+    arr = pixels.astype(np.float32) / 255.0
     arr = (arr - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return np.ascontiguousarray(np.moveaxis(arr, -1, -3))
 
 
 def _array_image(arr: np.ndarray):

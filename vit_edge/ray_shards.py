@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from vit_edge.errors import VitEdgeError
-from vit_edge.streaming import Collected, considered, merge, run_windows
+from vit_edge.streaming import Collected, considered, merge, require_images, run_windows
 
 log = logging.getLogger("vit_edge")
 
@@ -87,3 +87,32 @@ def collect(address: str | None, images, cfg, factories: dict, *, batch_size: in
                      seconds={name: m.seconds["out"] for name, m in merged.items()} | {"decode": sum(
                          m.seconds["decode"] for m in merged.values())},
                      info={name: m.info["out"] for name, m in merged.items()})
+
+
+def validate_collect(address, candidate, candidate_options, make_reference, cached, images, cand_rt, batch_size,
+                     limit):
+    """validate's ``--ray`` pass: the candidate (loaded on each worker) and, unless ``cached`` (a
+    :class:`~vit_edge.reference_cache.CachedReference` covering these images) serves it, the reference.
+    Returns the Collected outputs and the reference's side of the report."""
+    import functools
+
+    import numpy as np
+
+    from vit_edge import runtimes
+
+    factories = {"candidate": functools.partial(runtimes.load, str(Path(candidate).resolve()),
+                                                **(candidate_options or {}))}
+    if cached is None:
+        factories["reference"] = make_reference
+    got = collect(address, images, cand_rt.preprocess, factories, batch_size=batch_size, limit=limit)
+    require_images(got, images, considered(images, limit))
+    if cached is not None and np.array_equal(got.indices, cached.indices):
+        got.outputs["reference"] = cached.outputs
+        return got, {**cached.info, "source": "cache", "cache_key": cached.key[:16]}
+    if cached is not None:  # stale: compute the reference too
+        more = collect(address, images, cand_rt.preprocess, {"reference": make_reference},
+                       batch_size=batch_size, limit=limit)
+        got.outputs["reference"], got.info["reference"] = more.outputs["reference"], more.info["reference"]
+    ref = got.info["reference"]
+    return got, {k: ref[k] for k in ("name", "target", "precision", "device", "inference_precision") if k in ref} | {
+        "source": "computed"}

@@ -24,7 +24,6 @@ from vit_edge.progress import phase
 log = logging.getLogger("vit_edge")
 
 
-
 @dataclass
 class ParityReport:
     """Metrics of candidate vs reference. ``bool(report)`` is whether every threshold held."""
@@ -50,6 +49,7 @@ class ParityReport:
     agreement_by_margin: list | None = None
     notes: list = field(default_factory=list)
     timing: dict | None = None  # seconds; only when asked (reports of identical runs stay identical)
+    inputs: dict | None = None  # validate_artifact: whether the decoded images came from the input cache
     contact_sheet: str | None = None
 
     @property
@@ -75,6 +75,8 @@ class ParityReport:
                "agreement_by_margin": self.agreement_by_margin}
         if self.timing is not None:
             out["timing"] = self.timing
+        if self.inputs is not None:
+            out["inputs"] = self.inputs
         if self.contact_sheet:
             out["contact_sheet"] = self.contact_sheet
         return out
@@ -154,15 +156,15 @@ def compare(candidate, reference, images, *, limit: int | None = None, batch_siz
     return _report(got, candidate, reference, images, th, limit)
 
 
-def _collect(candidate, reference, images, *, limit, batch_size, progress) -> streaming.Collected:
+def _collect(candidate, reference, images, *, limit, batch_size, progress, inputs=None) -> streaming.Collected:
     from vit_edge.progress import progress_bar
     from vit_edge.reference_cache import CachedReference
 
     cached = isinstance(reference, CachedReference)
     runners = {"candidate": candidate} if cached else {"candidate": candidate, "reference": reference}
     with progress_bar(desc="validate", total=streaming.considered(images, limit), enabled=progress) as bar:
-        got = streaming.run_windows(images, candidate.preprocess, runners, batch_size=batch_size, limit=limit,
-                                    bar=bar)
+        got = streaming.run_windows(images if inputs is None else inputs, candidate.preprocess, runners,
+                                    batch_size=batch_size, limit=limit, bar=bar)
     streaming.require_images(got, images, streaming.considered(images, limit))
     if cached:
         if not np.array_equal(got.indices, reference.indices):
@@ -237,7 +239,8 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
                       seed: int = 0) -> ParityReport:
     """Load the candidate artifact and its reference, compare them on ``data``; write reports if asked.
 
-    ``cache``: serve the reference's outputs from (and store them in) the reference cache. ``ray``: run
+    ``cache``: serve the reference's outputs from (and store them in) the reference cache, and the decoded
+    images from (and into) the input cache (:mod:`vit_edge.input_cache`, local runs only). ``ray``: run
     inference as Ray tasks ("local" or a cluster address). ``flips_dir``: write a contact sheet of the worst
     flips there. ``timing``: record seconds in the report (off by default: identical runs, identical files).
     ``trust_source``: the manifest was written by this process from the user's command line (convert), so
@@ -247,7 +250,7 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
     labels_file), as ``convert`` takes them; it is built at the candidate's input size and channels unless they
     say otherwise. ``limit``: a sample of that many items, stratified by class when labelled, drawn with ``seed``
     (the report's notes say so)."""
-    from vit_edge import reference_cache, runtimes
+    from vit_edge import input_cache, ray_shards, reference_cache, runtimes
     from vit_edge.data import load_images
 
     started = time.perf_counter()
@@ -277,13 +280,15 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
             check_source(cand_rt.manifest, code_named=code_named)  # refused before a cached answer could hide it
         images = load_images(data, cand_rt.labels).sample(limit, seed)
         phase(f"validating on {streaming.considered(images, limit)} images of {images.source}")
-        key = parts = cached = None
+        key = parts = cached = inputs = None
         if cache:
             identity = reference_cache.reference_identity(cand_rt.manifest, reference, reference_options)
-            key, parts = reference_cache.make_key(identity,
-                                                  cand_rt.preprocess, reference_cache.data_identity(images),
-                                                  limit=limit, batch_size=batch_size)
+            data_id = reference_cache.data_identity(images)
+            key, parts = reference_cache.make_key(identity, cand_rt.preprocess, data_id, limit=limit,
+                                                  batch_size=batch_size)
             cached = reference_cache.load(key)
+            inputs = None if ray is not None else input_cache.open_inputs(
+                images, cand_rt.preprocess, data_id, limit=limit, count=streaming.considered(images, limit))
         if ray is not None:  # workers may run elsewhere: paths made absolute
             named = str(Path(reference).resolve()) if reference is not None and Path(str(reference)).exists() \
                 else reference
@@ -291,11 +296,14 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
                                               preprocess=cand_rt.preprocess, **trust,
                                               **{k: str(Path(v).resolve()) if k in ("checkpoint", "labels_file")
                                                  else v for k, v in reference_options.items()})
-            got, ref_info = _collect_on_ray(ray, candidate, candidate_options, ray_reference, cached, images,
-                                            cand_rt, batch_size, limit)
+            got, ref_info = ray_shards.validate_collect(ray, candidate, candidate_options, ray_reference, cached,
+                                                        images, cand_rt, batch_size, limit)
         else:
-            got, ref_info = _collect_here(cand_rt, make_reference, cached, images, batch_size, limit, progress)
+            got, ref_info = _collect_here(cand_rt, make_reference, cached, images, batch_size, limit, progress,
+                                          inputs)
         report = _report(got, cand_rt, None, images, th, limit, ref_info=ref_info)
+        report.inputs = inputs.info() if inputs is not None else {
+            "source": "decoded" if images.preprocessed is None else "array"}
         report.notes += data_notes(images, cand_rt.manifest)
         if cache and ref_info["source"] == "computed":  # a miss (or a stale entry, replaced)
             stored = reference_cache.store(key, parts, got.outputs["reference"], got.indices,
@@ -311,6 +319,8 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
             report.contact_sheet = str(write_contact_sheet(report, images, cand_rt.preprocess, flips_dir))
     finally:
         cand_rt.close()
+        if inputs is not None:
+            inputs.close()
     if write_to is not None:
         write_reports(report, json_path=Path(write_to) / "report.json", markdown_path=Path(write_to) / "report.md")
     return report
@@ -333,42 +343,22 @@ def data_notes(images, manifest) -> list:
     return notes
 
 
-def _collect_here(cand_rt, make_reference, cached, images, batch_size, limit, progress):
-    """One process: the candidate and (unless cached) the reference, batch by batch."""
+def _collect_here(cand_rt, make_reference, cached, images, batch_size, limit, progress, inputs=None):
+    """One process: the candidate and (unless cached) the reference, batch by batch (the images decoded, or
+    served by ``inputs``: :class:`vit_edge.input_cache.Inputs`)."""
+    collect = functools.partial(_collect, limit=limit, batch_size=batch_size, progress=progress, inputs=inputs)
     if cached is not None:
         try:
-            got = _collect(cand_rt, cached, images, limit=limit, batch_size=batch_size, progress=progress)
+            got = collect(cand_rt, cached, images)
             return got, {**cached.info, "source": "cache", "cache_key": cached.key[:16]}
         except StaleReference as exc:
             log.warning("%s; recomputing it", exc.message)
     ref_rt = make_reference()
     try:
-        got = _collect(cand_rt, ref_rt, images, limit=limit, batch_size=batch_size, progress=progress)
+        got = collect(cand_rt, ref_rt, images)
         return got, {**side_info(ref_rt), "source": "computed"}
     finally:
         ref_rt.close()
-
-
-def _collect_on_ray(address, candidate, candidate_options, make_reference, cached, images, cand_rt, batch_size,
-                    limit):
-    from vit_edge import ray_shards, runtimes
-
-    factories = {"candidate": functools.partial(runtimes.load, str(Path(candidate).resolve()),
-                                                **(candidate_options or {}))}
-    if cached is None:
-        factories["reference"] = make_reference
-    got = ray_shards.collect(address, images, cand_rt.preprocess, factories, batch_size=batch_size, limit=limit)
-    streaming.require_images(got, images, streaming.considered(images, limit))
-    if cached is not None and np.array_equal(got.indices, cached.indices):
-        got.outputs["reference"] = cached.outputs
-        return got, {**cached.info, "source": "cache", "cache_key": cached.key[:16]}
-    if cached is not None:  # stale: compute the reference too
-        more = ray_shards.collect(address, images, cand_rt.preprocess, {"reference": make_reference},
-                                  batch_size=batch_size, limit=limit)
-        got.outputs["reference"], got.info["reference"] = more.outputs["reference"], more.info["reference"]
-    ref = got.info["reference"]
-    return got, {k: ref[k] for k in ("name", "target", "precision", "device", "inference_precision") if k in ref} | {
-        "source": "computed"}
 
 
 def write_reports(report: ParityReport, *, json_path=None, markdown_path=None, junit_path=None) -> None:
