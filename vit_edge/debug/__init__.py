@@ -48,8 +48,10 @@ def debug_artifact(candidate, *, data, reference=None, limit: int | None = DEFAU
 
         result = run(sides, decoded, progress=progress, seconds=seconds)
     seconds["total"] = time.perf_counter() - started
-    return DebugReport.build(sides, images, decoded, result, th, {k: round(v, 2) for k, v in seconds.items()},
-                             data=data)
+    timing = {k: round(v, 2) for k, v in seconds.items()}
+    if sides.cache is not None:  # the FP32 export: "hit", "stored" or "miss" (see export_cache)
+        timing["export_cache"] = sides.cache
+    return DebugReport.build(sides, images, decoded, result, th, timing, data=data)
 
 
 def _images(data, sides, limit):

@@ -109,6 +109,15 @@ def module_names(torch_module) -> dict:
     return {_clean(path): type(sub).__name__ for path, sub in torch_module.named_modules() if path}
 
 
+def naming(fp32_model, torch_module) -> dict:
+    """What :func:`describe_points` needs from the torch model, as JSON (kept in the export cache):
+    ``gemm_modules`` (every GEMM node -> its torch module or None) and ``modules`` (:func:`module_names`)."""
+    from vit_edge.convert.stages.opmap import graph_ops
+
+    return {"gemm_modules": {name: op.module for name, op in graph_ops(fp32_model, torch_module).items()},
+            "modules": module_names(torch_module)}
+
+
 def _clean(path: str) -> str:
     return path[len("model."):] if path.startswith("model.") else path  # HFImageModel's wrapper
 
@@ -138,28 +147,27 @@ def _parameter_modules(fp32_model, modules: dict) -> dict:
     return found
 
 
-def describe_points(specs: list, fp32_model, gemm_ops: dict, modules: dict) -> dict:
+def describe_points(specs: list, fp32_model, gemm_modules: dict, modules: dict) -> dict:
     """PointSpec.name -> {"module": what a user calls the place, "traced": bool, "after": str | None}.
 
     A traced GEMM is its torch module (``encoder.layers.1.linear2``); a node whose parameters are a
     module's (a LayerNorm) is that module; anything else is "after" the nearest traced GEMM before it in
-    graph order; a GEMM whose weight matches no module is untraced (``after`` still says where it sits)."""
+    graph order; a GEMM whose weight matches no module is untraced (``after`` still says where it sits).
+    ``gemm_modules``: every GEMM node -> its torch module or None (:func:`naming`)."""
     own = _parameter_modules(fp32_model, modules)
     nodes = list(fp32_model.graph.node)
     last, after = None, []
     for node in nodes:  # the nearest traced GEMM at or before each position
-        op = gemm_ops.get(node.name)
-        if op is not None and op.module is not None:
-            last = op.module
+        if gemm_modules.get(node.name) is not None:
+            last = gemm_modules[node.name]
         after.append(last)
     named = {}
     for spec in specs:
         node = nodes[spec.position]
         before = after[spec.position - 1] if spec.position > 0 else None
-        op = gemm_ops.get(node.name)
-        if op is not None:
-            named[spec.name] = {"module": op.module, "traced": op.module is not None,
-                                "after": None if op.module else before}
+        if node.name in gemm_modules:
+            module = gemm_modules[node.name]
+            named[spec.name] = {"module": module, "traced": module is not None, "after": None if module else before}
         elif node.name in own:
             named[spec.name] = {"module": own[node.name], "traced": True, "after": None}
         else:

@@ -68,8 +68,6 @@ def _require_same_graph(sides, fp32, shared) -> None:
 
 def run(sides, images: np.ndarray, *, progress: bool = True, seconds: dict) -> dict:
     """Everything the report needs: the points with their metrics, the analysis, the culprits, the fix."""
-    from vit_edge.convert.stages.opmap import graph_ops
-
     clock = time.perf_counter()
     fp32, ref_taps, cand_taps, cand_model, ref_model = _graphs(sides)
     shared = shared_points(fp32, ref_taps, cand_taps)
@@ -79,8 +77,9 @@ def run(sides, images: np.ndarray, *, progress: bool = True, seconds: dict) -> d
         configs["f32"] = F32
     log.info("debug: comparing %d points on %d images (%s)", len(shared), len(images), ", ".join(configs))
     points, outputs = _layerwise(shared, ref_taps, cand_taps, images, configs, progress)
-    names = points_module.describe_points([s for s, _, _ in shared], fp32, graph_ops(fp32, sides.module),
-                                          points_module.module_names(sides.module))
+    naming = sides.names or points_module.naming(fp32, sides.module)  # an ONNX reference: no torch module
+    names = points_module.describe_points([s for s, _, _ in shared], fp32, naming["gemm_modules"],
+                                          naming["modules"])
     fp16, int8 = sides.precision == "fp16", sides.precision == "int8"
     quantized = cand_taps.facts_cache.quantized_nodes
     for point in points:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 import shlex
 
@@ -47,7 +48,33 @@ def backend_for(kind: str, reference_model):
         base = openvino_backend(reference_model, None)
         ops = functools.partial(openvino_quantized_ops, op_types=None, through=OPENVINO_LAYOUT, every_input=True)
         bypass = functools.partial(openvino_bypass, through=OPENVINO_LAYOUT, every_input=True)
-    return dataclasses.replace(base, quantized_ops=ops, bypass=bypass)
+    return _remembering(dataclasses.replace(base, quantized_ops=ops, bypass=bypass))
+
+
+def _remembering(backend):
+    """The backend, remembering each single-operation edit's outputs per batch: the fix's first step (the best
+    culprit alone, on all images) then runs only the batches its ranking did not (the same edit on the same
+    batch: the same numbers)."""
+    edits, seen = {}, {}
+
+    def bypass(model, names):
+        edited = backend.bypass(model, names)
+        edits[id(edited)] = (id(model), tuple(names), edited)  # the edit is kept alive: its id stays unique
+        return edited
+
+    def infer(model, batches):
+        tag = edits.get(id(model), (None, ()))[:2]
+        if len(tag[1]) != 1:
+            return backend.infer(model, batches)
+        keys = [(*tag, b.shape, hashlib.sha1(np.ascontiguousarray(b)).hexdigest()) for b in batches]
+        missing = [i for i, k in enumerate(keys) if k not in seen]
+        if missing:  # one call (one session or compiled model) for all of them
+            got = backend.infer(model, [batches[i] for i in missing])
+            for i, part in zip(missing, np.split(got, np.cumsum([len(batches[i]) for i in missing])[:-1])):
+                seen[keys[i]] = part
+        return np.concatenate([seen[k] for k in keys])
+
+    return dataclasses.replace(backend, bypass=bypass, infer=infer)
 
 
 def score(points: list, floor: float) -> dict:

@@ -36,8 +36,11 @@ class Sides:
     manifest: object  # artifact.Manifest
     preprocess: object
     fp32_path: Path | None = None  # the FP32 ONNX reference
-    module: object = None  # the torch module (for module names), None for an ONNX reference
+    module: object = None  # the torch module (for module names), None for an ONNX reference or a cached export
+    names: dict | None = None  # points.naming() of a torch reference (GEMM -> module, modules), None for ONNX
     reference: dict = field(default_factory=dict)  # how the reference was obtained (for the report)
+    cache: str | None = None  # the export cache: "hit", "stored", "miss" (not written), None (not used)
+    cache_parts: dict | None = None  # what its key hashes
 
     @property
     def precision(self) -> str:
@@ -91,9 +94,9 @@ def candidate(path) -> Sides:
 def attach_reference(sides: Sides, reference, workdir: Path) -> None:
     """Find or make the FP32 ONNX reference (slow: a torch export) and the torch module naming its ops."""
     from vit_edge import runtimes
-    from vit_edge.runtimes.torch import TorchRuntime
 
     manifest = sides.manifest
+    key = None
     if reference is not None and not runtimes.names_recorded_source(reference, manifest):
         # A MODEL spec is built for the artifact's task; an artifact carries its own.
         options = {} if runtimes.is_artifact(reference) else {"task": manifest.task or "classify"}
@@ -101,23 +104,21 @@ def attach_reference(sides: Sides, reference, workdir: Path) -> None:
                                     target="onnx" if _is_artifact_dir(reference) else None)
         what = {"given": str(reference)}
     else:  # the recorded source; run as code only when the user named it (runtimes.trust decides the rest)
-        runtime = runtimes.reference_from_manifest(manifest, directory=sides.path.parent, preprocess=sides.preprocess,
-                                                   code_named=reference is not None)
         what = {"given": None if reference is None else str(reference),
                 "source": manifest.source.spec or manifest.source.onnx_file}
+        cached, key = _cached_export(sides, code_named=reference is not None)
+        if cached is not None:
+            path, meta = cached
+            sides.fp32_path, sides.names, sides.cache = path, meta["names"], "hit"
+            sides.reference = {**what, "kind": "torch export", "name": meta["name"], "exporter": meta["exporter"]}
+            return
+        runtime = runtimes.reference_from_manifest(manifest, directory=sides.path.parent, preprocess=sides.preprocess,
+                                                   code_named=reference is not None)
+    from vit_edge.runtimes.torch import TorchRuntime  # after a cache hit's return: it imports torch
+
     try:
         if isinstance(runtime, TorchRuntime):
-            from vit_edge.convert.stages.export import export_torch
-
-            path = workdir / "fp32.onnx"
-            export = manifest.export
-            options = {"dynamic_size": bool(export.dynamic_size)} if export is not None else {}
-            if export is not None and export.opset:
-                options["opset"] = int(export.opset)
-            log.info("exporting the FP32 reference %s to ONNX", runtime.loaded.name)
-            exporter = export_torch(runtime.module, sides.preprocess, path, **options)
-            sides.fp32_path, sides.module = path, runtime.module
-            sides.reference = {**what, "kind": "torch export", "name": runtime.loaded.name, "exporter": exporter}
+            _export(sides, runtime, workdir, what, key)
             return
         if runtime.target not in ("onnx", "tensorrt") or not str(getattr(runtime, "path", "")).endswith(".onnx"):
             raise NotFP32Reference(f"--reference {reference}: debug needs the FP32 ONNX (or the MODEL) as reference, "
@@ -130,6 +131,50 @@ def attach_reference(sides: Sides, reference, workdir: Path) -> None:
     finally:
         runtime.close()
     _require_fp32(sides.fp32_path)
+
+
+def _cached_export(sides: Sides, *, code_named: bool):
+    """((the cached FP32 ONNX, its metadata) or None, the cache key or None) for the recorded source: only a
+    MODEL spec is exported (an ONNX source is its own reference); refused sources are refused before a cached
+    answer could hide it, as validate does."""
+    import vit_edge.debug.export_cache as export_cache
+    from vit_edge.runtimes.trust import check_source, say_outside
+
+    manifest = sides.manifest
+    plan = check_source(manifest, sides.path.parent, code_named=code_named)
+    if "spec" not in plan or plan["spec"] is None or export_cache.cache_dir() is None:
+        return None, None
+    key, sides.cache_parts = export_cache.make_key(manifest, sides.preprocess)
+    found = export_cache.load(key)
+    sides.cache = "miss"
+    if found is not None:
+        say_outside(plan["outside"], sides.path.parent)
+        log.info("the FP32 reference's export comes from the cache (%s)", found[0])
+    return found, key
+
+
+def _export(sides: Sides, runtime, workdir: Path, what: dict, key) -> None:
+    """Export the torch reference as convert did (same exporter, opset and axes: the same node names), name
+    its GEMMs after the torch modules, and keep both in the export cache under ``key``."""
+    import onnx
+
+    from vit_edge.convert.stages.export import export_torch
+    import vit_edge.debug.export_cache as export_cache
+    from vit_edge.debug.points import naming
+
+    path = workdir / "fp32.onnx"
+    export = sides.manifest.export
+    options = {"dynamic_size": bool(export.dynamic_size)} if export is not None else {}
+    if export is not None and export.opset:
+        options["opset"] = int(export.opset)
+    log.info("exporting the FP32 reference %s to ONNX", runtime.loaded.name)
+    exporter = export_torch(runtime.module, sides.preprocess, path, **options)
+    sides.fp32_path, sides.module = path, runtime.module
+    sides.names = naming(onnx.load(str(path)), runtime.module)
+    sides.reference = {**what, "kind": "torch export", "name": runtime.loaded.name, "exporter": exporter}
+    if key is not None and export_cache.store(key, sides.cache_parts, path, {
+            "names": sides.names, "name": runtime.loaded.name, "exporter": exporter}) is not None:
+        sides.cache = "stored"
 
 
 def _is_artifact_dir(item) -> bool:
