@@ -531,7 +531,9 @@ def write_markdown(path: Path, data: dict, main, latency) -> None:
         "change), and f32 for the floating-point parts (10% slower).", "",
         "![throughput and latency](benchmarks_cpu_int8.png)", "",
     ]
-    path.write_text("\n".join(lines))
+    kept = path.read_text() if path.exists() else ""  # openvino_routes.py's section survives a regeneration
+    marker = "<!-- openvino_routes.py: begin -->"
+    path.write_text("\n".join(lines) + ("\n" + kept[kept.index(marker):] if marker in kept else ""))
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ ARTIFACT = "model.xml"
 @dataclass(frozen=True)
 class OpenVINOOptions:
     device: str | None = None  # where convert's own checks run (CPU by default)
-    route: str = "onnx"  # auto, pytorch (OpenVINO's PyTorch frontend) or onnx (the FP32 ONNX export)
+    route: str = "auto"  # auto, pytorch (OpenVINO's PyTorch frontend) or onnx (the FP32 ONNX export)
 
 
 class OpenVINOTarget(Target):
@@ -41,7 +41,7 @@ class OpenVINOTarget(Target):
     Options = OpenVINOOptions
     cli_options = (click.option("--device", default=None,
                                 help="OpenVINO device for convert's checks and validation (CPU, GPU, NPU, AUTO)."),
-                   click.option("--route", type=click.Choice(["auto", "pytorch", "onnx"]), default="onnx",
+                   click.option("--route", type=click.Choice(["auto", "pytorch", "onnx"]), default="auto",
                                 show_default=True,
                                 help="How the IR is made: OpenVINO's PyTorch frontend (attention stays fused), "
                                      "the FP32 ONNX export, or auto: pytorch where it converts and matches "

@@ -1,13 +1,17 @@
 """Stage ``torch_frontend``: the torch module -> ``ov.Model`` with OpenVINO's PyTorch frontend (route ``pytorch``).
 
-Why a second route beside the FP32 ONNX: the PyTorch frontend keeps attention as one
-``ScaledDotProductAttention`` op, which the CPU plugin runs as a fused kernel, and which NNCF's transformer
-scheme leaves in float; the ONNX route splits attention into MatMul/Softmax(/IsNaN/Select) and quantizes its
-two MatMuls. Measured on this 2-core machine (benchmark_app, alternated runs), the INT8 IR of the trained HF
-imagenette ViT ran 1.3-1.75x the ONNX route's throughput at batch 8 (docs/BENCHMARKS.md has the table).
-The route is tried first for torch models and must pass the same FP32 parity check against torch as an ONNX
-export; when the frontend cannot convert a model (``nn.TransformerEncoder``'s fast path defeats its tracer)
-or the result disagrees with torch, convert falls back to the ONNX route and says why.
+Why a second route beside the FP32 ONNX: OpenVINO turns a plain MatMul/Softmax/MatMul attention into one
+``ScaledDotProductAttention`` op (a fused CPU kernel) from either route, but not the dynamo ONNX of a Hugging Face
+model. Under ``torch.export`` transformers materialises an all-true boolean attention mask (5.x:
+``masking_utils._ignore_bidirectional_mask_sdpa`` will not skip it while exporting), and the ONNX lowering of SDPA
+with a boolean mask adds ``Where(mask, 0, -inf)`` before the softmax and ``Where(IsNaN(p), 0, p)`` after it
+(PyTorch gives 0 for a fully masked row, ONNX's Softmax NaN). That guard blocks the fusion: the ONNX route runs
+such attention as MatMul/Softmax/Select and NNCF quantizes both MatMuls; the frontend traces the module (no
+torch.export, no mask) and keeps the fused op, of which NNCF quantizes only the query and key inputs. timm and
+plain-module ViTs give the same graph both ways. Measured (benchmarks/openvino_routes.py, docs/BENCHMARKS.md):
+equal or better agreement with FP32 and speed on every model tried, so ``auto`` (the default) takes this route.
+It must pass the same FP32 parity check against torch as an ONNX export; where the frontend cannot convert a
+model or the result disagrees with torch, convert falls back to the ONNX route and says why.
 """
 
 from __future__ import annotations
@@ -63,10 +67,44 @@ def convert_torch(job):
         raise RouteFailed(f"the converted model has {len(model.inputs)} inputs and {len(model.outputs)} outputs")
     model.inputs[0].get_tensor().set_names({INPUT_NAME})
     model.outputs[0].get_tensor().set_names({OUTPUT_NAME})
+    name_by_weight(model, job.loaded.module)
     parity = _fp32_parity(job, model)
     job.manifest.export = ExportRecord(exporter=EXPORTER, dynamic_batch=True, dynamic_size=False, input=INPUT_NAME,
                                        output=OUTPUT_NAME, parity=parity)
     return model
+
+
+def name_by_weight(model, module) -> None:
+    """Name each MatMul/Convolution the frontend named after a whole layer after the Linear or Conv2d whose weight
+    it multiplies. The frontend names ops by the module that ran them (``__module.blocks.0.mlp.fc2/...``), but a
+    layer that runs as one fused op has no submodule calls: ``nn.TransformerEncoderLayer``'s fast path gives
+    ``__module.encoder.layers.3/aten::_transformer_encoder_layer_fwd/MatMul_4``, which becomes
+    ``__module.encoder.layers.3.linear2/...``, so the INT8 budget and MAC share name the real module."""
+    import re
+
+    import numpy as np
+
+    from vit_edge.convert.stages.opmap import _clean, _close, _torch_weights
+
+    weights = _torch_weights(module)
+    leaves = {path for path, _ in weights}
+    for op in model.get_ordered_ops():
+        found = re.fullmatch(r"__module\.([^/]+)/(.*)", op.get_friendly_name(), re.S)
+        if op.get_type_name() not in ("MatMul", "Convolution") or not found or _clean(found.group(1)) in leaves:
+            continue
+        const = op.input_value(1).get_node()
+        if const.get_type_name() != "Constant":
+            continue
+        w = const.get_data()
+        if op.get_type_name() == "MatMul" and not op.get_attributes().get("transpose_b"):
+            w = w.T
+        path = next((p for p, t in weights if t.shape == w.shape and _close(t, w)), None)
+        for p, t in weights if path is None and w.ndim == 2 else ():  # a packed in-projection, split in three
+            if t.ndim == 2 and t.shape[1] == w.shape[1] and t.shape[0] == 3 * w.shape[0]:
+                path = next((f"{p}[{n}]" for part, n in zip(np.split(t, 3), "qkv") if _close(part, w)), path)
+        if path is not None:
+            prefix = found.group(1)[:len(found.group(1)) - len(_clean(found.group(1)))]  # "inner." stays
+            op.set_friendly_name(f"__module.{prefix}{path}/{found.group(2)}")
 
 
 def _fp32_parity(job, model) -> ExportParity:
