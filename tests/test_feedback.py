@@ -22,7 +22,7 @@ def _phases(err: str) -> list:
     return [(float(m.group(1)), m.group(2)) for m in map(PHASE.match, err.splitlines()) if m]
 
 
-@pytest.mark.slow  # an INT8 OpenVINO convert with four recipes and a validation: about 25 s on 2 cores
+@pytest.mark.slow  # an INT8 OpenVINO convert with five recipes and a validation: about 25 s on 2 cores
 def test_a_captured_int8_convert_prints_each_phase_once_and_no_library_lines(tmp_path):
     out = tmp_path / "out"
     # A subprocess with stderr piped is exactly a CI log: stderr is no terminal, so no bars.
@@ -30,16 +30,19 @@ def test_a_captured_int8_convert_prints_each_phase_once_and_no_library_lines(tmp
                                 "digits:train", "--calib-size", "32", "--out", out)
     assert result.code == 0, result.err
     samples = json.loads((out / "report.json").read_text())["samples"]
+    candidates = json.loads((out / "manifest.json").read_text())["quantization"]["recipe_search"]["candidates"]
+    second_stage, = (c["recipe"] for c in candidates if c["activation_range"] == "mean-minmax")
     phases = _phases(result.err)
     assert [message for _, message in phases] == [
         "loading demo",
         "exporting to ONNX (opset 18)",
         "converting the ONNX to OpenVINO IR",
         "loading 32 calibration images from digits:train",
-        "quantizing: recipe 1 of 4 (mixed+sq)",
-        "quantizing: recipe 2 of 4 (mixed+no-sq)",
-        "quantizing: recipe 3 of 4 (performance+sq)",
-        "quantizing: recipe 4 of 4 (performance+no-sq)",
+        "quantizing: recipe 1 of 5 (mixed+sq+minmax)",
+        "quantizing: recipe 2 of 5 (mixed+no-sq+minmax)",
+        "quantizing: recipe 3 of 5 (performance+sq+minmax)",
+        "quantizing: recipe 4 of 5 (performance+no-sq+minmax)",
+        f"quantizing: recipe 5 of 5 ({second_stage})",  # the best of those with mean ranges
         f"validating on {samples} images of digits:train (held out from calibration)",
     ], result.err
     seconds = [s for s, _ in phases]

@@ -52,9 +52,15 @@ def _check_gate(out, result):
     manifest = json.loads((out / "manifest.json").read_text())
     q = manifest["quantization"]
     assert q["model_type"] == "transformer" and q["bias_correction"] == "fast"
-    search = q["recipe_search"]  # preset x SmoothQuant tried; the one nearest FP32 on held-out images shipped
+    # preset x SmoothQuant tried with min/max ranges, then the best of those with mean ranges; the one nearest
+    # FP32 on held-out images shipped
+    search = q["recipe_search"]
     ranked = search["candidates"]
-    assert {c["recipe"] for c in ranked} == {"mixed+sq", "mixed+no-sq", "performance+sq", "performance+no-sq"}
+    names = {c["recipe"] for c in ranked}
+    assert len(ranked) == 5 and {"mixed+sq+minmax", "mixed+no-sq+minmax", "performance+sq+minmax",
+                                  "performance+no-sq+minmax"} < names, names
+    second = [c for c in ranked if c["activation_range"] == "mean-minmax"]
+    assert len(second) == 1 and second[0]["recipe"].replace("mean-minmax", "minmax") in names, names
     assert search["chosen"] == ranked[0]["recipe"] and search["scored_on"] == {"images": 64, "held_out": True}
     keys = [(c["top1_agreement"], c["mean_cosine"]) for c in ranked]
     assert keys[1:] == sorted(keys[1:], reverse=True), ranked  # the rest ranked by closeness to FP32
@@ -62,7 +68,8 @@ def _check_gate(out, result):
     assert keys[0] == best or (keys[0][0] >= best[0] - 1 / 64 - 1e-12 and keys[0][1] >= best[1] - 1e-3
                                and ranked[0]["int8_mac_share"] >= max(c["int8_mac_share"] for c in ranked
                                                                       if (c["top1_agreement"], c["mean_cosine"]) == best))
-    assert (q["preset"], q["smooth_quant_alpha"]) == (ranked[0]["preset"], ranked[0]["smooth_quant_alpha"])
+    assert (q["preset"], q["smooth_quant_alpha"], q["activation_range"]) == (
+        ranked[0]["preset"], ranked[0]["smooth_quant_alpha"], ranked[0]["activation_range"])
     calibration = dict(q["calibration"])
     # content hashes of every image the artifact was fitted on (200 calibration + 64 recipe scoring), for
     # validate's overlap check
@@ -218,7 +225,7 @@ def test_smooth_quant_is_kept_only_where_it_brings_int8_closer_to_fp32(samples, 
     ranked = q["recipe_search"]["candidates"]
     best = {sq: max(c["mean_cosine"] for c in ranked if (c["smooth_quant_alpha"] == -1.0) == (sq == "off"))
             for sq in ("on", "off")}
-    assert q["smooth_quant_alpha"] == -1.0 and ranked[0]["recipe"].endswith("no-sq"), q
+    assert q["smooth_quant_alpha"] == -1.0 and "+no-sq+" in ranked[0]["recipe"], q
     assert best["off"] > best["on"] + 0.02 and q["recipe_search"]["scored_on"]["images"] == 64, q
     assert "note: INT8 recipe: " in result.err
     report = compare(runtimes.load(out), runtimes.reference("timm:levit_128"), load_images(str(samples)), limit=32,
@@ -233,4 +240,4 @@ def test_explicit_smooth_quant_alpha_is_used_as_given(demo_onnx, tmp_path):
     assert result.code == 0, result.err
     q = json.loads((out / "manifest.json").read_text())["quantization"]
     assert q["smooth_quant_alpha"] == 0.5
-    assert [c["smooth_quant_alpha"] for c in q["recipe_search"]["candidates"]] == [0.5, 0.5]  # that axis fixed
+    assert [c["smooth_quant_alpha"] for c in q["recipe_search"]["candidates"]] == [0.5] * 3  # that axis fixed

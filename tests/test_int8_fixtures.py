@@ -27,11 +27,11 @@ def _convert(out, model, target, *extra):
     return result, (json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else None)
 
 
-# What default INT8 reaches on all 3,925 validation photos: the GELU ViT meets the goal (agreement >= 99.0%,
-# top-1 within 0.2 points); its ReLU twin lands at 98.85-98.90% and 0.25-0.33 points on every target, and
-# neither 1,000 calibration images nor any recipe candidate moved it (its disagreement is spread over all
-# GEMMs, with every one of them INT8): those are the bounds it is held to.
-GOAL = {"vit": (0.99, 0.2), "encoder": (0.985, 0.4)}
+# What default INT8 must reach on all 3,925 validation photos: agreement >= 99.0% and top-1 within 0.2 points.
+# The ReLU twin needs the global min/max activation ranges for it (with NNCF's default, the mean of each
+# image's min/max, it landed at 98.85-99.01% and 0.25-0.33 points on every target, whatever the recipe or
+# 1,000 calibration images).
+GOAL = {"vit": (0.99, 0.2), "encoder": (0.99, 0.2)}
 
 
 @pytest.mark.parametrize("target", ["openvino", "onnx", "tensorrt"])
@@ -50,7 +50,8 @@ def test_default_int8_is_close_to_fp32_on_a_trained_model(fixture, target, tmp_p
     assert abs(100 * (ref - cand)) <= max_drop, (ref, cand)
     q = manifest["quantization"]
     assert q["int8_mac_share"] >= 0.9, q["int8_mac_share"]
-    assert len(q["recipe_search"]["candidates"]) == (2 if target == "tensorrt" else 4)
+    # preset x SmoothQuant with global min/max ranges, then the best of those with NNCF's mean ranges
+    assert len(q["recipe_search"]["candidates"]) == (3 if target == "tensorrt" else 5)
     if target == "tensorrt":  # only the recipes TensorRT can run: symmetric, signed
         assert {c["preset"] for c in q["recipe_search"]["candidates"]} == {"performance"}
 
@@ -82,10 +83,11 @@ def test_a_planted_outlier_is_recovered_by_default_and_named(tmp_path):
     ruined = off_manifest["validation"]["top1_agreement"]
     default, manifest = _convert(tmp_path / "default", spec, "onnx", "--checkpoint", weights)
     assert default.code == 0, default.err
-    # Recovered to the twin's own ceiling (its unplanted default INT8 reaches 98.85-99.01%, see GOAL).
-    assert manifest["validation"]["top1_agreement"] >= GOAL["encoder"][0] > ruined, (ruined, manifest["validation"])
-    assert manifest["quantization"]["recipe_search"]["chosen"].endswith("+sq")  # SmoothQuant is what recovers it
-    assert "note: INT8 recipe: " in default.err and "+sq (" in default.err
+    # Recovered to near the twin's own level (its unplanted default INT8 reaches 99.31-99.39%, see GOAL); the
+    # 98.5% bound is what NNCF's default mean ranges reached, not re-measured with the min/max ones.
+    assert manifest["validation"]["top1_agreement"] >= 0.985 > ruined, (ruined, manifest["validation"])
+    assert "+sq+" in manifest["quantization"]["recipe_search"]["chosen"]  # SmoothQuant is what recovers it
+    assert "note: INT8 recipe: " in default.err and "+sq+" in default.err
 
 
 @pytest.mark.parametrize("target", ["openvino", "onnx", "tensorrt"])
@@ -93,8 +95,9 @@ def test_a_budget_on_unlabelled_data_returns_the_planted_operation_to_float(targ
     """The planted model without SmoothQuant sits at ~94% agreement; a 98% budget on unlabelled photos must
     be met by returning the planted block's fc2 to float, named by its torch module.
 
-    (A 99.5% budget is out of reach on these fixtures: even their best recipe lands at ~99.0%, and returning
-    GEMMs to float one by one recovered at most 99.08% with half of the MACs still INT8.)"""
+    (A 99.5% budget is out of reach on these fixtures: the ranking takes only activations out of INT8, and on
+    the ReLU twin bypassing every activation quantizer, weights still INT8, agrees 99.34% on all val photos,
+    as much as the full INT8 model (99.36%); the budget reached 99.29% on these unlabelled photos.)"""
     weights = _planted(tmp_path)
     unlabelled = tmp_path / "unlabelled"
     unlabelled.mkdir()

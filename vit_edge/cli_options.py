@@ -108,6 +108,9 @@ INT8 = (
     click.option("--smooth-quant-alpha", type=float, default=None,
                  help="SmoothQuant alpha (negative disables; default: tried with and without, the closer to "
                       "FP32 kept)."),
+    click.option("--activation-range", type=click.Choice(["minmax", "mean-minmax"]), default=None,
+                 help="INT8 activation ranges: global min/max over the calibration images, or the mean of each "
+                      "image's (NNCF's default); default: minmax, then the winning recipe with mean-minmax."),
     click.option("--no-bias-correction", is_flag=True,
                  help="Turn NNCF's bias correction off (its full variant fails on exported ViT graphs in NNCF 3.4)."),
     click.option("--ignore", multiple=True, help="Node name or op type to keep in floating point (repeatable)."),

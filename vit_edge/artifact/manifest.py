@@ -77,6 +77,7 @@ class QuantizationRecord(Record):
     preset: str | None = None  # mixed, performance (symmetric)
     bias_correction: str | None = None
     smooth_quant_alpha: float | None = None  # None: NNCF's default; negative: off
+    activation_range: str | None = None  # minmax or mean-minmax (None: NNCF's default, mean-minmax)
     ignore: list[str] | None = None
     backend: str | None = None  # onnx (Q/DQ) or openvino (FakeQuantize)
     ignored_names: list[str] | None = None

@@ -37,12 +37,14 @@ class Int8Options:
     calib_size: int = DEFAULT_CALIB_SIZE
     preset: str | None = None  # None: mixed (performance where a target needs symmetric activations)
     smooth_quant_alpha: float | None = None  # None: tried with and without; negative: off
+    activation_range: str | None = None  # None: minmax, then the winner with mean-minmax (NNCF's default)
     no_bias_correction: bool = False
     ignore: tuple = ()
     max_accuracy_drop: float | None = None
     budget: bool = False  # the validation thresholds become the quantizer's target
 
     FLAGS = {"calib": "--calib", "preset": "--preset", "smooth_quant_alpha": "--smooth-quant-alpha",
+             "activation_range": "--activation-range",
              "no_bias_correction": "--no-bias-correction", "ignore": "--ignore",
              "max_accuracy_drop": "--max-accuracy-drop", "budget": "--budget"}
 

@@ -5,9 +5,10 @@ and the residual adds in floating point, which is what stops a ViT's accuracy fr
 The same settings serve both backends NNCF supports here: an ONNX graph (Q/DQ for ONNX Runtime and
 TensorRT) and an OpenVINO model (FakeQuantize for the OpenVINO CPU plugin).
 
-The recipe (preset, SmoothQuant) is chosen per model among a few candidates (:mod:`.recipes`); ``--budget``
-then returns the fewest operations to float until the gate's thresholds hold (:mod:`.budget`), and
-``--max-accuracy-drop`` runs NNCF's own top-1 accuracy control instead (:mod:`.accuracy_control`).
+The recipe (preset, SmoothQuant, activation ranges) is chosen per model among a few candidates
+(:mod:`.recipes`); ``--budget`` then returns the fewest operations to float until the gate's thresholds
+hold (:mod:`.budget`), and ``--max-accuracy-drop`` runs NNCF's own top-1 accuracy control instead
+(:mod:`.accuracy_control`).
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def settings(job, *, symmetric_activations: bool = False) -> dict:
     return {"tool": "nncf", "model_type": "transformer", "preset": preset,
             "bias_correction": "off" if job.int8.no_bias_correction else "fast",
             "smooth_quant_alpha": None if alpha is None else float(alpha),
-            "ignore": list(job.int8.ignore)}
+            "activation_range": job.int8.activation_range, "ignore": list(job.int8.ignore)}
 
 
 def _nncf_arguments(nncf, chosen: dict, ignored: tuple[list, list], subset_size: int) -> dict:
@@ -153,6 +154,10 @@ def _nncf_arguments(nncf, chosen: dict, ignored: tuple[list, list], subset_size:
     # "off" disables it; NNCF's other mode (fast_bias_correction=False) is a slower full bias correction
     # that also fails on some ONNX graphs, so the fast one is the only one offered.
     advanced = AdvancedQuantizationParameters(disable_bias_correction=chosen["bias_correction"] == "off")
+    if chosen.get("activation_range") == "minmax":  # None or mean-minmax: NNCF's default (see .recipes)
+        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+        advanced.activations_range_estimator_params = RangeEstimatorParametersSet.MINMAX
     if chosen["smooth_quant_alpha"] is not None:  # negative switches SmoothQuant off (NNCF's convention)
         advanced.smooth_quant_alphas = AdvancedSmoothQuantParameters(matmul=chosen["smooth_quant_alpha"])
     names, types = ignored
@@ -219,13 +224,15 @@ def _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info, 
     """Quantize with each candidate recipe and keep the one closest to FP32 on held-out images."""
     from vit_edge.convert.stages import recipes
 
+    fixed_range = job.int8.activation_range
     candidates = recipes.candidates(preset=job.int8.preset, smooth_quant_alpha=job.int8.smooth_quant_alpha,
-                                    symmetric_only=symmetric_activations)
+                                    symmetric_only=symmetric_activations, activation_range=fixed_range)
 
     def quantize(source, recipe, extra_ignored=()):
         names = (ignored[0] + [n for n in extra_ignored if n not in ignored[0]], ignored[1])
-        arguments = _nncf_arguments(nncf, {**chosen, "preset": recipe.preset,
-                                           "smooth_quant_alpha": recipe.smooth_quant_alpha}, names, len(calib))
+        arguments = _nncf_arguments(nncf, {**chosen, "preset": recipe.preset, "smooth_quant_alpha":
+                                           recipe.smooth_quant_alpha, "activation_range": recipe.activation_range},
+                                    names, len(calib))
         advanced = arguments.pop("advanced")
         with _quiet_stdout():
             return nncf.quantize(source, calibration, advanced_parameters=advanced, **arguments)
@@ -234,8 +241,10 @@ def _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info, 
     images = calib.scoring if held_out else calib.images[:FALLBACK_SCORING_IMAGES]
     scoring = [images[i:i + 1] for i in range(len(images))]  # one image per call: any batch axis works
     quantized, best, ranked = recipes.search(model, candidates, quantize, infer, scoring, task=job.loaded.task,
-                                             coverage=coverage)
+                                             coverage=coverage,
+                                             refine=lambda winner: recipes.second_stage(winner, fixed_range))
     info["preset"], info["smooth_quant_alpha"] = best.preset, best.smooth_quant_alpha
+    info["activation_range"] = best.activation_range
     info["recipe_search"] = {"chosen": best.name, "candidates": [s.to_dict() for s in ranked],
                              "scored_on": {"images": len(scoring), "held_out": held_out}}
     if len(ranked) > 1:
