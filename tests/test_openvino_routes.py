@@ -132,3 +132,19 @@ def test_an_onnx_input_takes_the_onnx_route_and_says_why(demo_onnx, tmp_path):
     with pytest.raises(ExportError, match="--route pytorch cannot be used: the model is an ONNX file"):
         convert(str(demo_onnx / "model.onnx"), target="openvino", precision="fp32", out=tmp_path / "forced",
                 route="pytorch")
+
+
+def test_auto_keeps_the_onnx_route_for_other_models_and_debug_refuses_a_frontend_ir(tmp_path):
+    """Outside Hugging Face both routes give the same graph, so auto keeps the ONNX route, whose node names debug
+    matches; an IR forced through the frontend is refused by debug in one line that names the fix."""
+    from conftest import assert_one_line_error, run_cli
+
+    assert run_cli("convert", "--target", "openvino", "--out", tmp_path / "auto").code == 0
+    record = json.loads((tmp_path / "auto" / "manifest.json").read_text())["openvino"]
+    assert record["route"] == "onnx" and "same graph" in record["route_reason"], record
+    forced = tmp_path / "forced"
+    result = run_cli("convert", "--target", "openvino", "--route", "pytorch", "--out", forced)
+    assert result.code == 0, result.err
+    assert json.loads((forced / "manifest.json").read_text())["openvino"]["route"] == "pytorch"
+    result = run_cli("debug", forced, "--data", "digits:test", "--limit", "16")
+    assert_one_line_error(result, 2, "PyTorch frontend", "--route onnx")

@@ -3,8 +3,9 @@ in fp32, fp16 or int8.
 
 Two routes to the ``ov.Model`` (``--route``): ``pytorch`` converts the torch module with OpenVINO's PyTorch
 frontend, which keeps attention fused (see :mod:`.stages.torch_frontend` for why and what it measured);
-``onnx`` converts the proven FP32 ONNX export. ``auto`` (the default) takes ``pytorch`` where it converts
-and matches torch, else ``onnx``; the manifest records the route and why.
+``onnx`` converts the proven FP32 ONNX export. ``auto`` (the default) takes ``pytorch`` for Hugging Face models
+(where it converts and matches torch: their ONNX splits attention) and ``onnx`` for the rest (the same graph
+either way, and the node names ``vit-edge debug`` matches); the manifest records the route and why.
 
 INT8 quantizes the OpenVINO model itself with NNCF (after ``ov.convert_model``) rather than converting a
 Q/DQ ONNX. Measured both ways (benchmarks/openvino_int8_vs_torch.py --onnx-path; the demo on digits:test)
@@ -44,8 +45,8 @@ class OpenVINOTarget(Target):
                    click.option("--route", type=click.Choice(["auto", "pytorch", "onnx"]), default="auto",
                                 show_default=True,
                                 help="How the IR is made: OpenVINO's PyTorch frontend (attention stays fused), "
-                                     "the FP32 ONNX export, or auto: pytorch where it converts and matches "
-                                     "torch, else onnx."))
+                                     "the FP32 ONNX export, or auto: pytorch for Hugging Face models (where it "
+                                     "converts and matches torch), else onnx."))
 
     def build(self, job) -> Built:
         ov = require("openvino", "openvino")
@@ -82,7 +83,7 @@ class OpenVINOTarget(Target):
         from vit_edge.convert.stages import torch_frontend
 
         wanted = job.target_options.route
-        why_not = torch_frontend.usable(job) if wanted != "onnx" else "--route onnx"
+        why_not = torch_frontend.usable(job, wanted) if wanted != "onnx" else "--route onnx"
         if why_not is None:
             phase("converting to OpenVINO IR with its PyTorch frontend")
             try:

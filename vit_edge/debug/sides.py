@@ -84,6 +84,11 @@ def candidate(path) -> Sides:
         from vit_edge.onnx_meta import check_onnx_file
 
         check_onnx_file(file)
+    if backend == "openvino" and getattr(manifest.openvino, "route", None) == "pytorch":
+        # Points are matched by the FP32 ONNX's node names, which OpenVINO's PyTorch frontend does not keep.
+        raise ArtifactError(f"{path}: this IR was made by OpenVINO's PyTorch frontend (route: pytorch), whose "
+                            "node names debug cannot match with the FP32 ONNX it compares against",
+                            hint="convert it again with --route onnx and debug that artifact")
     preprocess = manifest.preprocess
     if preprocess is None:
         log.warning("%s has no recorded preprocessing; using defaults", file)
