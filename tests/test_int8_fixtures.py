@@ -83,9 +83,8 @@ def test_a_planted_outlier_is_recovered_by_default_and_named(tmp_path):
     ruined = off_manifest["validation"]["top1_agreement"]
     default, manifest = _convert(tmp_path / "default", spec, "onnx", "--checkpoint", weights)
     assert default.code == 0, default.err
-    # Recovered to near the twin's own level (its unplanted default INT8 reaches 99.31-99.39%, see GOAL); the
-    # 98.5% bound is what NNCF's default mean ranges reached, not re-measured with the min/max ones.
-    assert manifest["validation"]["top1_agreement"] >= 0.985 > ruined, (ruined, manifest["validation"])
+    # Recovered to the twin's own level (measured 99.24% from 93.99%; the unplanted twin reaches 99.31-99.39%).
+    assert manifest["validation"]["top1_agreement"] >= GOAL["encoder"][0] > ruined, (ruined, manifest["validation"])
     assert "+sq+" in manifest["quantization"]["recipe_search"]["chosen"]  # SmoothQuant is what recovers it
     assert "note: INT8 recipe: " in default.err and "+sq+" in default.err
 
