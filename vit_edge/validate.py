@@ -273,6 +273,7 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
     trust = {"trust_source": trust_source, "code_named": code_named}
     make_reference = functools.partial(reference_for, Path(candidate), cand_rt.manifest, reference,
                                        preprocess=cand_rt.preprocess, **trust, **reference_options)
+    inputs = None  # the input cache's entry, once open (closed in finally, whatever fails before)
     try:
         if reference is None and not trust_source and cand_rt.manifest is not None:
             from vit_edge.runtimes.trust import check_source
@@ -280,7 +281,7 @@ def validate_artifact(candidate, *, data, reference=None, limit=None, thresholds
             check_source(cand_rt.manifest, code_named=code_named)  # refused before a cached answer could hide it
         images = load_images(data, cand_rt.labels).sample(limit, seed)
         phase(f"validating on {streaming.considered(images, limit)} images of {images.source}")
-        key = parts = cached = inputs = None
+        key = parts = cached = None
         if cache:
             identity = reference_cache.reference_identity(cand_rt.manifest, reference, reference_options)
             data_id = reference_cache.data_identity(images)
