@@ -9,7 +9,8 @@ with a boolean mask adds ``Where(mask, 0, -inf)`` before the softmax and ``Where
 such attention as MatMul/Softmax/Select and NNCF quantizes both MatMuls; the frontend traces the module (no
 torch.export, no mask) and keeps the fused op, of which NNCF quantizes only the query and key inputs. timm and
 plain-module ViTs give the same graph both ways. Measured (benchmarks/openvino_routes.py, docs/BENCHMARKS.md):
-equal or better agreement with FP32 and speed on every model tried, so ``auto`` (the default) takes this route.
+equal or better agreement with FP32 and speed on every model tried, so ``auto`` (the default) takes this route
+for Hugging Face models; elsewhere it keeps the ONNX route, whose node names ``vit-edge debug`` matches.
 It must pass the same FP32 parity check against torch as an ONNX export; where the frontend cannot convert a
 model or the result disagrees with torch, convert falls back to the ONNX route and says why.
 """
