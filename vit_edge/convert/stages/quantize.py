@@ -14,7 +14,6 @@ hold (:mod:`.budget`), and ``--max-accuracy-drop`` runs NNCF's own top-1 accurac
 from __future__ import annotations
 
 import contextlib
-import copy
 import difflib
 import logging
 from pathlib import Path
@@ -169,6 +168,13 @@ def _nncf_arguments(nncf, chosen: dict, ignored: tuple[list, list], subset_size:
             "advanced": advanced}
 
 
+def _as_quantize_kwargs(arguments: dict) -> dict:
+    """:func:`_nncf_arguments` named as ``nncf.quantize`` names them."""
+    arguments = dict(arguments)
+    arguments["advanced_parameters"] = arguments.pop("advanced")
+    return arguments
+
+
 def resolve_ignore(entries, node_names, op_types) -> tuple[list, list]:
     """Split ``--ignore`` entries into node names and op types of this graph; an unknown entry is an error."""
     names, types = [], []
@@ -189,7 +195,7 @@ def resolve_ignore(entries, node_names, op_types) -> tuple[list, list]:
 
 
 def _run(job, model, backend: str, feed, evaluate, node_names, op_types, *, symmetric_activations=False,
-         infer=None, coverage=None):
+         infer=None, coverage=None, candidate_hook=None):
     """Quantize ``model`` (ONNX ModelProto or ov.Model) and return it with the recorded info.
 
     ``infer(model, batches)`` runs an uncompiled model of this backend on a list of batches and returns
@@ -207,35 +213,49 @@ def _run(job, model, backend: str, feed, evaluate, node_names, op_types, *, symm
             if job.int8.max_accuracy_drop is None:
                 if infer is None:
                     advanced = arguments.pop("advanced")
-                    return nncf.quantize(model, calibration, advanced_parameters=advanced, **arguments), info, None
+                    return nncf.quantize(model, calibration, advanced_parameters=advanced, **arguments), info
                 return _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info,
-                               symmetric_activations, coverage)
+                               symmetric_activations, coverage, candidate_hook)
             from vit_edge.convert.stages.accuracy_control import accuracy_controlled
 
             phase(f"quantizing with NNCF's accuracy control (max top-1 drop {job.int8.max_accuracy_drop:g} pts)")
             quantized, info["accuracy_control"] = accuracy_controlled(job, nncf, model, calibration, evaluate,
                                                                       arguments, calib.holdout)
-            return quantized, info, None
+            return quantized, info
     except nncf.ValidationError as exc:
         raise VitEdgeError(f"NNCF rejected the quantization settings: {first_line(exc)}") from None
 
 
-def _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info, symmetric_activations, coverage):
-    """Quantize with each candidate recipe and keep the one closest to FP32 on held-out images."""
+def _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info, symmetric_activations, coverage,
+            candidate_hook=None):
+    """Quantize with each candidate recipe and keep the one closest to FP32 on held-out images
+    (``candidate_hook(model)``: edits each candidate in place before it is scored, e.g. TensorRT's rules)."""
     from vit_edge.convert.stages import recipes
+    from vit_edge.convert.stages.shared_ptq import SharedQuantizer, keep_float_weights
 
     fixed_range = job.int8.activation_range
     candidates = recipes.candidates(preset=job.int8.preset, smooth_quant_alpha=job.int8.smooth_quant_alpha,
                                     symmetric_only=symmetric_activations, activation_range=fixed_range)
 
-    def quantize(source, recipe, extra_ignored=()):
-        names = (ignored[0] + [n for n in extra_ignored if n not in ignored[0]], ignored[1])
+    def arguments_for(recipe):
         arguments = _nncf_arguments(nncf, {**chosen, "preset": recipe.preset, "smooth_quant_alpha":
                                            recipe.smooth_quant_alpha, "activation_range": recipe.activation_range},
-                                    names, len(calib))
-        advanced = arguments.pop("advanced")
+                                    ignored, len(calib))
+        keep_float_weights(arguments["advanced"])  # the budget edits them; compress_weights() stores them INT8
+        return arguments
+
+    # Every recipe the search may try (the second stage's too) is measured in shared statistics passes.
+    every = list(dict.fromkeys(candidates + [r for c in candidates for r in recipes.second_stage(c, fixed_range)]))
+    phase(f"collecting calibration statistics for {len(every)} INT8 recipes")
+    with _quiet_stdout():
+        shared = SharedQuantizer(nncf, model, calibration, {r: _as_quantize_kwargs(arguments_for(r)) for r in every})
+
+    def quantize(recipe):
         with _quiet_stdout():
-            return nncf.quantize(source, calibration, advanced_parameters=advanced, **arguments)
+            candidate = shared.quantize(recipe)
+        if candidate_hook is not None:
+            candidate_hook(candidate)
+        return candidate
 
     held_out = calib.scoring is not None and len(calib.scoring) > 0
     images = calib.scoring if held_out else calib.images[:FALLBACK_SCORING_IMAGES]
@@ -250,11 +270,7 @@ def _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info, 
     if len(ranked) > 1:
         job.messages.append(recipes.summary_line(ranked, len(scoring), held_out, job.loaded.task))
 
-    def requantize(extra_ignored):
-        source = model.clone() if hasattr(model, "clone") else copy.deepcopy(model)
-        return quantize(source, best, extra_ignored)
-
-    return quantized, info, requantize
+    return quantized, info
 
 
 def quantize_onnx(job, src: Path, dst: Path, *, symmetric_activations: bool = False) -> QuantizationRecord:
@@ -285,14 +301,18 @@ def quantize_onnx(job, src: Path, dst: Path, *, symmetric_activations: bool = Fa
 
     from vit_edge.convert.stages.budget import mac_share
     from vit_edge.convert.stages.budget_backends import onnx_backend, onnx_quantized_ops
+    from vit_edge.convert.stages import budget, qdq
     from vit_edge.convert.stages.opmap import graph_ops
+    from vit_edge.convert.stages.shared_ptq import compress_weights
 
     graph = graph_ops(model, job.loaded.module)
-    quantized, info, requantize = _run(job, model, "onnx", lambda batch: {input_name: batch}, evaluate,
-                                       {n.name for n in model.graph.node}, {n.op_type for n in model.graph.node},
-                                       symmetric_activations=symmetric_activations, infer=infer,
-                                       coverage=lambda q: mac_share(graph, onnx_quantized_ops(q), lambda n: n))
-    quantized = _budget_and_share(job, quantized, info, graph, onnx_backend(model, requantize))
+    # TensorRT runs only signed INT8 Q/DQ: each candidate is scored (and the budget judged) as rewritten for it.
+    signed = qdq.make_signed if symmetric_activations else None
+    quantized, info = _run(job, model, "onnx", lambda batch: {input_name: batch}, evaluate,
+                           {n.name for n in model.graph.node}, {n.op_type for n in model.graph.node},
+                           symmetric_activations=symmetric_activations, infer=infer, candidate_hook=signed,
+                           coverage=lambda q: mac_share(graph, onnx_quantized_ops(q), lambda n: n))
+    quantized = compress_weights(budget.meet(job, quantized, info, graph, onnx_backend(model)))
     info["quantize_nodes"] = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
     if info["quantize_nodes"] == 0:
         raise ExportError("NNCF inserted no quantizers: the INT8 model would be the FP32 model",
@@ -308,8 +328,11 @@ def quantize_openvino(job, model, fp32_onnx=None):
     ``fp32_onnx``, the ONNX the model was converted from, names its operations for the budget and the MAC
     share; without it the model is taken to come from the PyTorch frontend, whose op names carry the module
     paths themselves."""
+    from vit_edge.convert.stages import budget
     from vit_edge.convert.stages.budget import mac_share
-    from vit_edge.convert.stages.budget_backends import openvino_backend, openvino_quantized_ops
+    from vit_edge.convert.stages.budget_backends import openvino_backend, openvino_float_precision, \
+        openvino_quantized_ops
+    from vit_edge.convert.stages.shared_ptq import compress_weights
 
     ops = model.get_ops()
 
@@ -334,37 +357,15 @@ def quantize_openvino(job, model, fp32_onnx=None):
 
         graph, onnx_name = openvino_graph_ops(model), (lambda name: name)
     coverage = lambda q: mac_share(graph, openvino_quantized_ops(q), onnx_name)  # noqa: E731
-    quantized, info, requantize = _run(job, model, "openvino", lambda batch: batch, evaluate,
+    quantized, info = _run(job, model, "openvino", lambda batch: batch, evaluate,
                                        {op.get_friendly_name() for op in ops}, {op.get_type_name() for op in ops},
                                        infer=infer, coverage=coverage)
-    quantized = _budget_and_share(job, quantized, info, graph, openvino_backend(model, requantize, onnx_name))
+    at_f32 = openvino_backend(model, onnx_name, "f32") if openvino_float_precision() != "f32" else None
+    quantized = compress_weights(budget.meet(job, quantized, info, graph, openvino_backend(model, onnx_name),
+                                                   at_f32))
     info["fake_quantize_nodes"] = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
     if info["fake_quantize_nodes"] == 0:
         raise ExportError("NNCF inserted no quantizers: the INT8 model would be the FP32 model",
                           hint="check --ignore; it may exclude every quantizable operation")
     job.manifest.quantization = QuantizationRecord.from_dict(info)
-    return quantized
-
-
-def _budget_and_share(job, quantized, info, ops, backend):
-    """Meet ``--budget`` when asked, and record the share of GEMM MACs left in INT8 either way (``ops``:
-    the FP32 graph's operations, :func:`.opmap.graph_ops`)."""
-    from vit_edge.convert.stages import budget
-
-    if job.int8.budget:
-        if backend.requantize is None:
-            raise VitEdgeError("--budget cannot be combined with --max-accuracy-drop",
-                               hint="use one: --budget turns the gate thresholds into the target")
-        data, labels, source = budget.data_for(job, calibration_for(job))
-        phase(f"meeting the INT8 budget on {len(data)} images")
-        quantized, info["budget"] = budget.apply(quantized, backend, ops, data, labels, job.validation.thresholds,
-                                                 job.loaded.task, source)
-        returned = info["budget"]["returned_to_float"]
-        job.messages.append(f"INT8 budget ({budget.needed_text(job.validation.thresholds, job.loaded.task, labels)}"
-                            f") met on {len(data)} images: " + (
-                                f"returned {len(returned)} operation(s) to float: "
-                                + ", ".join(r["module"] or r["name"] for r in returned) if returned else
-                                "no operation needed to return to float")
-                            + f"; {100 * info['budget']['int8_mac_share']:.1f}% of GEMM MACs in INT8")
-    info["int8_mac_share"] = budget.mac_share(ops, backend.quantized_ops(quantized), backend.onnx_name)
     return quantized

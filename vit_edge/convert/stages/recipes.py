@@ -18,13 +18,13 @@ rare large activations that decide the close calls. The second stage keeps NNCF'
 outlier image would stretch a global range (``--activation-range`` fixes it).
 
 What is shared between candidates: the preprocessed calibration images, the held-out scoring images and the
-FP32 reference outputs on them (computed once). NNCF 3.4 has no statistics reuse for post-training
-quantization (``statistics_path`` exists only for weight compression), so each candidate collects its own.
+FP32 reference outputs on them (computed once), and NNCF's statistics passes (:mod:`.shared_ptq`: two passes
+over the calibration images for every candidate of both stages; timm ViT-S on OpenVINO, 5 candidates: 42 s
+instead of 122 s, bit-identical models).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -100,7 +100,7 @@ class Score:
 
 def search(model, recipes: list, quantize, infer, scoring: list, *, task: str = "classify", coverage=None,
            refine=None):
-    """Quantize ``model`` with each recipe (``quantize(model_copy, recipe)``), score each on the ``scoring``
+    """Quantize ``model`` with each recipe (``quantize(recipe)``, a new model), score each on the ``scoring``
     batches against the FP32 model (``infer(model, batches)``), then the recipes ``refine(best so far)``
     returns (the second stage), and return (best model, best recipe, scores best first).
     ``coverage(quantized)`` gives the INT8 MAC share that breaks ties between equally close ones."""
@@ -113,8 +113,7 @@ def search(model, recipes: list, quantize, infer, scoring: list, *, task: str = 
         phase(f"quantizing: recipe {len(scored) + 1} of {total} ({recipe.name})" if total > 1 else
               f"quantizing ({recipe.name})")
         started = time.perf_counter()
-        source = model.clone() if hasattr(model, "clone") else copy.deepcopy(model)
-        quantized = quantize(source, recipe)
+        quantized = quantize(recipe)
         out = infer(quantized, scoring)
         scored.append(Score(recipe, metrics.agreement(out, reference),
                             float(np.mean(metrics.row_cosines(out, reference))), time.perf_counter() - started,
