@@ -92,16 +92,9 @@ def test_a_planted_outlier_is_recovered_by_default_and_named(tmp_path):
 @pytest.mark.parametrize("target", ["openvino", "onnx", "tensorrt"])
 def test_a_budget_on_unlabelled_data_returns_the_planted_operation_to_float(target, tmp_path):
     """The planted model without SmoothQuant sits at ~94% agreement; a 98% budget on unlabelled photos must
-    be met by returning the planted block's fc2 to float, named by its torch module.
-
-    (A 99.5% budget is out of reach on these fixtures: the ranking takes only activations out of INT8, and on
-    the ReLU twin bypassing every activation quantizer, weights still INT8, agrees 99.34% on all val photos,
-    as much as the full INT8 model (99.36%); the budget reached 99.29% on these unlabelled photos.)"""
+    be met by returning the planted block's fc2 to float, named by its torch module."""
     weights = _planted(tmp_path)
-    unlabelled = tmp_path / "unlabelled"
-    unlabelled.mkdir()
-    for i, path in enumerate(sorted((IMAGENETTE / "val").rglob("*.jpg"))[::4]):
-        shutil.copy(path, unlabelled / f"{i:05d}.jpg")  # a flat folder: no labels
+    unlabelled = _unlabelled(tmp_path)
     out = tmp_path / "budget"
     result = run_cli("convert", f"{MODELS}/imagenette_vit.py:ImagenetteEncoderViT", "--checkpoint", weights,
                      "--target", target, "--precision", "int8", "--calib", IMAGENETTE / "train",
@@ -116,6 +109,41 @@ def test_a_budget_on_unlabelled_data_returns_the_planted_operation_to_float(targ
     assert manifest["validation"]["top1_agreement"] >= 0.98
     assert budget["returned_to_float"][0]["module"] == "encoder.layers.3.linear2", budget
     assert "INT8 budget (agreement >= 0.98) met" in result.err and "encoder.layers.3.linear2" in result.err
+    if target == "tensorrt":
+        import onnx
+
+        from vit_edge.convert.tensorrt import checks
+
+        assert checks.check_tensorrt_ready(onnx.load(str(out / "model.onnx")), "int8") == []
+
+
+def _unlabelled(tmp_path):
+    """Every fourth validation photo (982) in a flat folder: no labels."""
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    for i, path in enumerate(sorted((IMAGENETTE / "val").rglob("*.jpg"))[::4]):
+        shutil.copy(path, unlabelled / f"{i:05d}.jpg")
+    return unlabelled
+
+
+@pytest.mark.parametrize("target", ["openvino", "onnx", "tensorrt"])
+def test_a_99_5_percent_budget_on_unlabelled_photos_is_met_on_every_target(target, tmp_path):
+    """The ReLU twin's default INT8 agrees 99.3-99.5% with FP32 on these 982 photos; a 99.5% budget returns a
+    few operations wholly (activation and weight) to float, and the gate that follows, on the same photos
+    through the saved artifact, passes it. Measured: 3 operations, 91.8% of GEMM MACs left INT8 (ONNX)."""
+    out = tmp_path / "budget"
+    result = run_cli("convert", FIXTURES["encoder"], "--target", target, "--precision", "int8",
+                     "--calib", IMAGENETTE / "train", "--validate", _unlabelled(tmp_path), "--budget",
+                     "--min-agreement", "0.995", "--out", out)
+    assert result.code == 0, result.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    budget = manifest["quantization"]["budget"]
+    assert budget["images"] == 982 and "top1_drop_points" not in budget["reached"]
+    assert budget["reached"]["top1_agreement"] >= 0.995 and manifest["validation"]["top1_agreement"] >= 0.995
+    assert budget["int8_mac_share"] >= 0.75 and manifest["quantization"]["int8_mac_share"] == budget["int8_mac_share"]
+    returned = [r["module"] for r in budget["returned_to_float"]]
+    assert returned and all(m is None or m.startswith(("encoder.layers.", "patch_embed", "head")) for m in returned)
+    assert f"returned {len(returned)} operation(s) to float" in result.err
     if target == "tensorrt":
         import onnx
 

@@ -59,7 +59,9 @@ def test_uint8_after_relu_is_rewritten_to_int8_with_the_same_range():
     x[0, 0] = 255 * ACT_SCALE  # the top of the UINT8 range must survive the rewrite
     y0, act0 = _run(model, x)
 
+    assert qdq.signed_count(model) == 0
     assert qdq.make_signed(model) == 2
+    assert qdq.signed_count(model) == 2 and qdq.make_signed(model) == 0  # done once; counted after
     onnx.checker.check_model(model)
     assert qdq.check_rules(model) == []
     zps = [numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("zero_point")]

@@ -111,6 +111,9 @@ class OpenVINORecord(Record):
     compressed_to_fp16: bool | None = None
     route: str | None = None  # pytorch (OpenVINO's PyTorch frontend) or onnx (the FP32 ONNX export)
     route_reason: str | None = None  # why the ONNX route was taken
+    # f32 when --budget could only be met with the layers INT8 leaves in float run at f32 (the runtime then
+    # compiles them so); None: the plugin's choice (bf16 where the CPU has it)
+    float_precision: str | None = None
     parity: dict[str, Any] | None = None
 
 

@@ -71,8 +71,11 @@ class OpenVINOTarget(Target):
         job.manifest.artifact = ARTIFACT
         job.manifest.versions = library_versions("torch", "onnx", "onnxslim", "timm", "transformers", "nncf",
                                                  "openvino")
+        budget = (job.manifest.quantization.budget or {}) if job.manifest.quantization else {}
         record = OpenVINORecord(version=ov.__version__, weights="model.bin",
-                                compressed_to_fp16=job.precision == "fp16", **route)
+                                compressed_to_fp16=job.precision == "fp16",
+                                float_precision=budget.get("float_precision"), **route)
+        job.manifest.openvino = record  # the parity run below loads the artifact as its runtime will
         record.parity = check_parity(job, xml)
         return Built(artifact=ARTIFACT, record=record)
 
@@ -140,7 +143,8 @@ def check_parity(job, xml) -> dict:
 
     batch, source = parity_images(job)
     with OpenVINORuntime(xml, preprocess=job.loaded.preprocess, precision=job.precision,
-                         device=job.target_options.device or "CPU") as runtime:
+                         device=job.target_options.device or "CPU",
+                         inference_precision=getattr(job.manifest.openvino, "float_precision", None)) as runtime:
         candidate = runtime.run(batch)
         info = runtime.info()
     result = {"images": len(batch), "data": source, "device": info["device"],

@@ -41,11 +41,11 @@ def backend_for(kind: str, reference_model):
     """The budget's backend with the bypass widened to every quantized input of every op type (LayerNorm
     and attention inputs too, through layout-only ops)."""
     if kind == "onnx":
-        base = onnx_backend(reference_model, None)
+        base = onnx_backend(reference_model)
         ops = functools.partial(onnx_quantized_ops, op_types=None, through=LAYOUT_OPS, every_input=True)
         bypass = functools.partial(onnx_bypass, through=LAYOUT_OPS, every_input=True)
     else:
-        base = openvino_backend(reference_model, None)
+        base = openvino_backend(reference_model)
         ops = functools.partial(openvino_quantized_ops, op_types=None, through=OPENVINO_LAYOUT, every_input=True)
         bypass = functools.partial(openvino_bypass, through=OPENVINO_LAYOUT, every_input=True)
     return _remembering(dataclasses.replace(base, quantized_ops=ops, bypass=bypass))

@@ -245,4 +245,5 @@ def from_artifact(path: Path, manifest, preprocess, **options) -> OpenVINORuntim
                            task=manifest.task or "classify", manifest=manifest,
                            precision=manifest.precision or "fp32", device=options.get("device"),
                            hint=options.get("hint"), threads=options.get("threads"),
-                           inference_precision=options.get("inference_precision"), cache_dir=options.get("cache_dir"))
+                           inference_precision=options.get("inference_precision") or
+                           getattr(manifest.openvino, "float_precision", None), cache_dir=options.get("cache_dir"))

@@ -5,11 +5,15 @@ target with ``--budget``, on ``--validate`` data or the calibration hold-out, la
 cosine need no labels). NNCF's accuracy control only looks at top-1, which cannot help when what drifts is
 agreement.
 
-How: each quantized GEMM is ranked by how much the final output recovers when that one operation's input
-is taken out of INT8 (a cheap graph edit: the quantize/dequantize pair in front of it is bypassed, its weight
-stays on the INT8 grid); then operations are returned to float in that order until the edited model meets
-the budget, and the model is quantized again by NNCF with exactly those operations in its ignored scope
-(exact: the recipe's own float path), and checked. If the budget needs more than half the GEMM MACs in
+How: each quantized GEMM is ranked by how much the final output recovers when that one operation is taken
+out of INT8 (a cheap graph edit: the quantizers of its activation input and of its weight are bypassed; the
+weights are still float constants behind their quantizers at this point, see .shared_ptq); then operations
+are returned to float in that order until the edited model meets the budget, and that edited model is the
+result (what was measured is what ships; re-quantizing with NNCF with those operations ignored moved
+SmoothQuant's shared scales and the bias correction of their neighbours, and lost 3 of the 982 images the
+edit had won on the GELU fixture). checked. Why the weights too: on the imagenette ReLU twin, bypassing every activation quantizer with the
+weights left INT8 agreed no better with FP32 than the full INT8 model (99.34% vs 99.36%), so an
+activation-only ranking could not reach a 99.5% budget. If the budget needs more than half the GEMM MACs in
 float, the convert stops with exit 1 and says what it reached.
 """
 
@@ -22,6 +26,7 @@ import numpy as np
 
 from vit_edge import metrics
 from vit_edge.errors import ParityError
+from vit_edge.progress import phase
 
 log = logging.getLogger("vit_edge")
 
@@ -35,22 +40,32 @@ class Backend:
     """What the budget search needs from one quantization backend (ONNX Q/DQ or OpenVINO)."""
 
     quantized_ops: object  # model -> [op names whose activation input is quantized]
-    bypass: object  # (model, names) -> a copy with those ops' activation quantization removed
+    bypass: object  # (model, names) -> a copy with those ops wholly in float (activation and weight)
     infer: object  # (model, batches) -> outputs
-    requantize: object  # (ignored names) -> a freshly quantized model with those ops in float
+    finish: object  # edited model -> the model to save (quantizers nothing reads any more removed)
     onnx_name: object  # backend op name -> the ONNX node it came from
 
 
+# The budget is met with this many images to spare on agreement and top-1. Why: it is judged on the model as
+# NNCF returns it, compiled once with a dynamic batch; the artifact the gate then runs is compiled for static
+# shapes with its weights stored INT8, and where its float parts run in bf16 that may flip a close call the
+# budget's run did not (GELU fixture, OpenVINO, 982 images: the budget counted 4 flips, the gate 5, so a 99.5%
+# budget "met" at 99.59% failed the gate at 99.49%).
+SPARE_IMAGES = 1
+
+
 def judge(thresholds, task: str, out, reference, labels) -> tuple[bool, dict]:
-    """Whether outputs meet the thresholds, and the numbers (the gate's own definitions)."""
+    """Whether outputs meet the thresholds with SPARE_IMAGES to spare, and the numbers (the gate's own
+    definitions)."""
     reached = {"top1_agreement": metrics.agreement(out, reference),
                "mean_cosine": float(np.mean(metrics.row_cosines(out, reference)))}
+    spare = SPARE_IMAGES / max(len(out), 1)
     ok = reached["mean_cosine"] >= thresholds.min_cosine if task == "features" else \
-        reached["top1_agreement"] >= thresholds.min_agreement
+        reached["top1_agreement"] >= min(1.0, thresholds.min_agreement + spare)
     if labels is not None and task != "features":
         drop = 100 * float((reference.argmax(1) == labels).mean() - (out.argmax(1) == labels).mean())
         reached["top1_drop_points"] = drop
-        ok = ok and drop <= thresholds.max_top1_drop
+        ok = ok and drop <= max(0.0, thresholds.max_top1_drop - 100 * spare)
     return ok, reached
 
 
@@ -93,26 +108,25 @@ def apply(model, backend: Backend, ops: dict, data: np.ndarray, labels, threshol
         return model, record
     rank = batches[: max(1, RANK_IMAGES // 16)]
     rank_ref = reference[:sum(len(b) for b in rank)]
-    gains = rank_by_recovery(model, backend, quantized, rank, rank_ref, key="cosine" if task == "features" else
-                             "agreement")
+    # Ranked by cosine, not agreement: at 99%+ agreement the ranking images hold one or two flips, so agreement
+    # ties across nearly every operation and the order is noise (imagenette ReLU twin, ONNX, a 99.5% budget on
+    # 982 images: 13 operations returned to float, 67% of MACs left INT8, ranked by agreement; 3 and 92% by cosine).
+    gains = rank_by_recovery(model, backend, quantized, rank, rank_ref, key="cosine")
     order = [name for _, _, name in gains]
     record["ranking"] = [{"name": n, "module": getattr(ops.get(backend.onnx_name(n)), "module", None),
                           "agreement": a, "mean_cosine": c} for a, c, n in gains[:10]]
-    chosen, best = [], (model, reached)
+    chosen, best = [], reached
     for name in order:
         chosen.append(name)
         share = mac_share(ops, [n for n in quantized if n not in chosen], backend.onnx_name)
         if share < MIN_INT8_MAC_SHARE:
             break
-        ok, reached = judge(thresholds, task, backend.infer(backend.bypass(model, chosen), batches), reference,
-                            labels)
-        if not ok:
-            continue
-        exact = backend.requantize(list(chosen))
-        ok, reached = judge(thresholds, task, backend.infer(exact, batches), reference, labels)
-        best = (exact, reached)
+        edited = backend.bypass(model, chosen)
+        ok, reached = judge(thresholds, task, backend.infer(edited, batches), reference, labels)
+        if _closer(reached, best, task):
+            best = reached
         if ok:
-            record.update(reached=reached, int8_mac_share=mac_share(ops, backend.quantized_ops(exact),
+            record.update(reached=reached, int8_mac_share=mac_share(ops, backend.quantized_ops(edited),
                                                                     backend.onnx_name),
                           returned_to_float=[{"name": n, "module": getattr(ops.get(backend.onnx_name(n)), "module",
                                                                             None),
@@ -120,13 +134,17 @@ def apply(model, backend: Backend, ops: dict, data: np.ndarray, labels, threshol
                                              for n in chosen])
             log.info("budget met by returning %s to float", ", ".join(describe(ops.get(backend.onnx_name(n)), n)
                                                                        for n in chosen))
-            return exact, record
-    reached = best[1]
-    what = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in reached.items())
+            return backend.finish(edited), record
+    what = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in best.items())
     raise ParityError(f"the INT8 budget cannot be met with at least {MIN_INT8_MAC_SHARE:.0%} of the GEMM MACs in "
                       f"INT8: best reached {what} on {len(data)} images of {data_source} (needed "
                       f"{_needed(thresholds, task, labels)})",
                       hint="relax the thresholds, use --precision fp16, or drop --budget")
+
+
+def _closer(reached: dict, best: dict, task: str) -> bool:
+    key = "mean_cosine" if task == "features" else "top1_agreement"
+    return reached[key] > best[key]
 
 
 def data_for(job, calibration) -> tuple:
@@ -157,3 +175,40 @@ def _needed(thresholds, task, labels) -> str:
         return f"mean cosine >= {thresholds.min_cosine}"
     text = f"agreement >= {thresholds.min_agreement}"
     return text + (f", top-1 drop <= {thresholds.max_top1_drop} pts" if labels is not None else "")
+
+
+def meet(job, quantized, info, ops, backend, at_f32=None):
+    """Meet ``--budget`` when asked, and record the share of GEMM MACs left in INT8 either way (``ops``:
+    the FP32 graph's operations, :func:`.opmap.graph_ops`). ``at_f32``: the backend with the float layers
+    at f32, tried when the budget is out of reach at the device's own float precision (bf16)."""
+    from vit_edge.convert.stages.quantize import calibration_for
+    from vit_edge.errors import VitEdgeError
+
+    if job.int8.budget:
+        if job.int8.max_accuracy_drop is not None:
+            raise VitEdgeError("--budget cannot be combined with --max-accuracy-drop",
+                               hint="use one: --budget turns the gate thresholds into the target")
+        data, labels, source = data_for(job, calibration_for(job))
+        phase(f"meeting the INT8 budget on {len(data)} images")
+        arguments = (ops, data, labels, job.validation.thresholds, job.loaded.task, source)
+        f32_note = ""
+        try:
+            quantized, info["budget"] = apply(quantized, backend, *arguments)
+        except ParityError:
+            if at_f32 is None:
+                raise
+            # The float layers' own rounding in bf16 can be the floor (imagenette ReLU twin: the FP32 IR in bf16
+            # already flips 3 of 982 photos, all a 99.5% budget allows): run them at f32, as the artifact will.
+            phase("meeting the INT8 budget with the float layers at f32 (out of reach at bf16)")
+            quantized, info["budget"] = apply(quantized, at_f32, *arguments)
+            info["budget"]["float_precision"] = "f32"
+            f32_note = "; the layers left in float run at f32 (at bf16 the budget was out of reach)"
+        returned = info["budget"]["returned_to_float"]
+        job.messages.append(f"INT8 budget ({needed_text(job.validation.thresholds, job.loaded.task, labels)}"
+                            f") met on {len(data)} images: " + (
+                                f"returned {len(returned)} operation(s) to float: "
+                                + ", ".join(r["module"] or r["name"] for r in returned) if returned else
+                                "no operation needed to return to float")
+                            + f"; {100 * info['budget']['int8_mac_share']:.1f}% of GEMM MACs in INT8" + f32_note)
+    info["int8_mac_share"] = mac_share(ops, backend.quantized_ops(quantized), backend.onnx_name)
+    return quantized

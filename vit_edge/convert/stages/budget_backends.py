@@ -60,23 +60,52 @@ def onnx_quantized_ops(model, op_types=GEMM_OPS, through=(), every_input: bool =
     return found
 
 
-def onnx_bypass(model, names, through=(), every_input: bool = False) -> object:
+def _onnx_weight_site(producers, inits, node):
+    """(node, 1, the QuantizeLinear) when input 1 of ``node`` is a float weight behind Q/DQ (NNCF's layout
+    before its weights are compressed to INT8); else None."""
+    if len(node.input) < 2:
+        return None
+    source = producers.get(node.input[1])
+    q = producers.get(source.input[0]) if source is not None and source.op_type == "DequantizeLinear" else None
+    return (node, 1, q) if q is not None and q.op_type == "QuantizeLinear" and q.input[0] in inits else None
+
+
+def onnx_bypass(model, names, through=(), every_input: bool = False, weights: bool = False) -> object:
     """A copy of ``model`` where the named nodes read their activation input from before its Q/DQ (the
-    options mean what they mean in :func:`onnx_quantized_ops`)."""
+    options mean what they mean in :func:`onnx_quantized_ops`); ``weights``: their float weight too, so the
+    operation is wholly back in float (the weights must not be compressed yet: see .shared_ptq)."""
     edited = copy.deepcopy(model)
     producers, inits = _producers(edited), {i.name for i in edited.graph.initializer}
     wanted = set(names)
     for node in edited.graph.node:
         if node.name in wanted:
-            for index in _onnx_inputs(node, every_input):
-                site = _onnx_site(producers, inits, node, index, through)
+            sites = [_onnx_site(producers, inits, node, index, through) for index in _onnx_inputs(node, every_input)]
+            if weights:
+                sites.append(_onnx_weight_site(producers, inits, node))
+            for site in sites:
                 if site is not None:
                     reader, position, q = site
                     reader.input[position] = q.input[0]  # the tensor before Q/DQ
     return edited
 
 
-def onnx_backend(fp32_model, requantize) -> Backend:
+def onnx_prune(model) -> object:
+    """``model`` without the nodes and initializers nothing reads (the quantizers a bypass left behind)."""
+    graph = model.graph
+    while True:
+        read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        dead = [node for node in graph.node if not any(out in read for out in node.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    read = {name for node in graph.node for name in node.input}
+    for init in [i for i in graph.initializer if i.name not in read]:
+        graph.initializer.remove(init)
+    return model
+
+
+def onnx_backend(fp32_model) -> Backend:
     import onnxruntime as ort
 
     input_name = fp32_model.graph.input[0].name
@@ -85,8 +114,8 @@ def onnx_backend(fp32_model, requantize) -> Backend:
         session = ort.InferenceSession((model or fp32_model).SerializeToString(), providers=["CPUExecutionProvider"])
         return np.concatenate([session.run(None, {input_name: b})[0] for b in batches]).astype(np.float64)
 
-    return Backend(quantized_ops=onnx_quantized_ops, bypass=onnx_bypass, infer=infer, requantize=requantize,
-                   onnx_name=lambda name: name)
+    return Backend(quantized_ops=onnx_quantized_ops, infer=infer, finish=onnx_prune,
+                   bypass=lambda model, names: onnx_bypass(model, names, weights=True), onnx_name=lambda name: name)
 
 
 # ---------------------------------------------------------------- OpenVINO (FakeQuantize)
@@ -116,20 +145,43 @@ def openvino_quantized_ops(model, op_types=OPENVINO_GEMMS, through=(), every_inp
             and any(_activation_fq(op, i, through) is not None for i in _openvino_inputs(op, every_input))]
 
 
-def openvino_bypass(model, names, through=(), every_input: bool = False) -> object:
+def _weight_fq(op):
+    """(the input to rewire, the FakeQuantize) when input 1 of ``op`` is a constant behind a FakeQuantize (NNCF's
+    layout before its weights are compressed to INT8); else None."""
+    if op.get_input_size() < 2:
+        return None
+    site = _activation_fq(op, 1)
+    if site is None or site[1].input_value(0).get_node().get_type_name() != "Constant":
+        return None
+    return site
+
+
+def openvino_bypass(model, names, through=(), every_input: bool = False, weights: bool = False) -> object:
+    """A copy of ``model`` where the named ops read their activation input from before its FakeQuantize
+    (options as in :func:`onnx_bypass`)."""
     edited = model.clone()
     wanted = set(names)
     for op in edited.get_ordered_ops():
         if op.get_friendly_name() in wanted:
-            for index in _openvino_inputs(op, every_input):
-                site = _activation_fq(op, index, through)
+            sites = [_activation_fq(op, index, through) for index in _openvino_inputs(op, every_input)]
+            if weights:
+                sites.append(_weight_fq(op))
+            for site in sites:
                 if site is not None:
                     port, fq = site
                     port.replace_source_output(fq.input_value(0))
     return edited
 
 
-def openvino_backend(fp32_model, requantize, onnx_name=None) -> Backend:
+def openvino_float_precision(device: str = "CPU") -> str:
+    """The precision the plugin runs float layers in by default (bf16 on CPUs that have it, else f32)."""
+    import openvino as ov
+
+    value = ov.Core().get_property(device, "INFERENCE_PRECISION_HINT")
+    return getattr(value, "to_string", lambda: str(value))()
+
+
+def openvino_backend(fp32_model, onnx_name=None, float_precision=None) -> Backend:
     """``onnx_name`` maps an op's friendly name to its key in the graph's operations: by default the ONNX node
     it came from (OpenVINO keeps the ONNX node name, sometimes with a suffix: ``node_conv2d/WithoutBiases``);
     for a model from the PyTorch frontend the friendly name itself (see :func:`.opmap.openvino_graph_ops`)."""
@@ -138,10 +190,14 @@ def openvino_backend(fp32_model, requantize, onnx_name=None) -> Backend:
     core = ov.Core()
 
     def infer(model, batches):
-        # Compiled as the artifact will run (the plugin's default precision), FP32 reference at f32.
-        config = {"INFERENCE_PRECISION_HINT": "f32"} if model is None else {}
+        # Compiled as the artifact will run (the plugin's default precision unless ``float_precision``), the
+        # FP32 reference at f32.
+        config = {"INFERENCE_PRECISION_HINT": "f32"} if model is None else \
+            ({"INFERENCE_PRECISION_HINT": float_precision} if float_precision else {})
         compiled = core.compile_model(model if model is not None else fp32_model, "CPU", config)
         return np.concatenate([compiled(b)[0] for b in batches]).astype(np.float64)
 
-    return Backend(quantized_ops=openvino_quantized_ops, bypass=openvino_bypass, infer=infer,
-                   requantize=requantize, onnx_name=onnx_name or (lambda name: name.split("/")[0]))
+    # An ov.Model holds only what its results read: a bypassed FakeQuantize is gone with the edit.
+    return Backend(quantized_ops=openvino_quantized_ops, infer=infer, finish=lambda model: model,
+                   bypass=lambda model, names: openvino_bypass(model, names, weights=True),
+                   onnx_name=onnx_name or (lambda name: name.split("/")[0]))

@@ -86,6 +86,15 @@ def _output_axis(op, index: int, rank: int) -> int | None:
     return None
 
 
+SIGNED_SUFFIX = "_int8"  # the scale make_signed writes is named after the UINT8 one it replaces, plus this
+
+
+def signed_count(model) -> int:
+    """How many Q/DQ nodes :func:`make_signed` rewrote (they read the scales it wrote)."""
+    return sum(n.op_type in QDQ_OPS and len(n.input) > 1 and n.input[1].endswith(SIGNED_SUFFIX)
+               for n in model.graph.node)
+
+
 def make_signed(model) -> int:
     """Rewrite every UINT8 Q/DQ with zero point 0 to INT8 (scale x 255/127), in place.
 
@@ -106,7 +115,7 @@ def make_signed(model) -> int:
             continue
         key = (node.input[1], zp_name)
         if key not in done:
-            base = f"{node.input[1]}_int8"
+            base = f"{node.input[1]}{SIGNED_SUFFIX}"
             g.graph.initializer.extend([
                 numpy_helper.from_array((scale.astype(np.float64) * UINT8_TO_INT8).astype(scale.dtype), base),
                 numpy_helper.from_array(np.zeros(zp.shape, np.int8), f"{base}_zero_point"),
