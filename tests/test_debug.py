@@ -100,8 +100,10 @@ def test_the_planted_channel_is_the_first_culprit(planted, target, tmp_path):
     assert first["name"].split("/")[0] == PLANTED_NODE
     assert first["recovered_cosine"] > report["ranked_on"]["cosine"]
     assert not any(c["stands_out"] for c in report["culprits"][1:])
-    # the largest jump is at linear2's quantized input (with SmoothQuant off an attention output may jump first)
-    assert report["largest_jump"]["module"] == PLANTED_MODULE and report["largest_jump"]["kind"] == "gemm_input"
+    # the largest jump is at linear2: at its quantized input, or at its output where the tap reads the input
+    # before its quantizer (TensorRT, global min/max ranges: the planted channel's range crushes the others)
+    assert report["largest_jump"]["module"] == PLANTED_MODULE
+    assert report["largest_jump"]["kind"] in ("gemm_input", "gemm_output")
     assert report["first_divergence"]["position"] <= report["largest_jump"]["position"]
     assert report["suggestion"]["action"] == "ignore" and report["suggestion"]["ignore"] == [first["name"]]
     assert report["suggestion"]["reached"]["cosine"] > report["output"]["cosine"]

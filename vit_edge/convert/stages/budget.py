@@ -177,18 +177,17 @@ def _needed(thresholds, task, labels) -> str:
     return text + (f", top-1 drop <= {thresholds.max_top1_drop} pts" if labels is not None else "")
 
 
-def meet(job, quantized, info, ops, backend, at_f32=None):
+def meet(job, quantized, info, ops, backend, calibration, at_f32=None):
     """Meet ``--budget`` when asked, and record the share of GEMM MACs left in INT8 either way (``ops``:
     the FP32 graph's operations, :func:`.opmap.graph_ops`). ``at_f32``: the backend with the float layers
     at f32, tried when the budget is out of reach at the device's own float precision (bf16)."""
-    from vit_edge.convert.stages.quantize import calibration_for
     from vit_edge.errors import VitEdgeError
 
     if job.int8.budget:
         if job.int8.max_accuracy_drop is not None:
             raise VitEdgeError("--budget cannot be combined with --max-accuracy-drop",
                                hint="use one: --budget turns the gate thresholds into the target")
-        data, labels, source = data_for(job, calibration_for(job))
+        data, labels, source = data_for(job, calibration)
         phase(f"meeting the INT8 budget on {len(data)} images")
         arguments = (ops, data, labels, job.validation.thresholds, job.loaded.task, source)
         f32_note = ""

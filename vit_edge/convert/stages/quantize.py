@@ -312,7 +312,8 @@ def quantize_onnx(job, src: Path, dst: Path, *, symmetric_activations: bool = Fa
                            {n.name for n in model.graph.node}, {n.op_type for n in model.graph.node},
                            symmetric_activations=symmetric_activations, infer=infer, candidate_hook=signed,
                            coverage=lambda q: mac_share(graph, onnx_quantized_ops(q), lambda n: n))
-    quantized = compress_weights(budget.meet(job, quantized, info, graph, onnx_backend(model)))
+    quantized = compress_weights(budget.meet(job, quantized, info, graph, onnx_backend(model),
+                                           calibration_for(job)))
     info["quantize_nodes"] = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
     if info["quantize_nodes"] == 0:
         raise ExportError("NNCF inserted no quantizers: the INT8 model would be the FP32 model",
@@ -362,7 +363,7 @@ def quantize_openvino(job, model, fp32_onnx=None):
                                        infer=infer, coverage=coverage)
     at_f32 = openvino_backend(model, onnx_name, "f32") if openvino_float_precision() != "f32" else None
     quantized = compress_weights(budget.meet(job, quantized, info, graph, openvino_backend(model, onnx_name),
-                                                   at_f32))
+                                           calibration_for(job), at_f32))
     info["fake_quantize_nodes"] = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
     if info["fake_quantize_nodes"] == 0:
         raise ExportError("NNCF inserted no quantizers: the INT8 model would be the FP32 model",
