@@ -78,3 +78,33 @@ def test_compiled_models_are_cached_where_asked_and_not_when_off(ov_demo, digits
     monkeypatch.setenv("VIT_EDGE_CACHE_DIR", "off")
     assert runtimes.load(ov_demo).info()["cache_dir"] is None
     assert runtimes.load(ov_demo, cache_dir=False).info()["cache_dir"] is None
+
+
+def test_run_many_keeps_batches_in_flight_and_in_order(ov_demo, digits):
+    """A stream of batches under the throughput hint: each request a whole batch, several in flight, the
+    outputs in input order and equal to ``run``'s; a consumer that stops early leaves the runtime usable."""
+    batch, labels = digits
+    runtime = runtimes.load(ov_demo, hint="throughput", threads=2)
+    reference = _dynamic_reference(ov_demo, batch)
+    chunks = [batch[i:i + 8] for i in range(0, len(batch), 8)]  # 5 batches of 8
+    fed = []
+
+    def stream():
+        for chunk in chunks:
+            fed.append(len(chunk))
+            yield chunk
+
+    got = []
+    for out in runtime.run_many(stream()):
+        got.append(out)
+        if runtime.info()["streams"] > 1 and len(got) == 1:
+            assert len(fed) >= 2  # the second batch was started before the first one's output came back
+    np.testing.assert_allclose(np.concatenate(got), reference, rtol=0, atol=1e-4)
+    assert [len(o) for o in got] == [8] * 5
+    stopped = runtime.run_many(iter(chunks))
+    next(stopped)
+    stopped.close()  # the requests still in flight are waited for and given back
+    np.testing.assert_allclose(runtime.run(batch[:8]), reference[:8], rtol=0, atol=1e-4)
+    with pytest.raises(Exception, match="NaN or Inf"):
+        list(runtime.run_many([batch[:8], np.full_like(batch[:8], np.nan)]))
+    assert (np.concatenate(list(runtime.run_many(chunks))).argmax(1) == labels).mean() >= 0.95

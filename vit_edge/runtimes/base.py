@@ -42,6 +42,13 @@ class Runtime:
         outs = [self._infer(batch[i:i + step]) for i in range(0, len(batch), step)]
         return np.concatenate(outs) if len(outs) > 1 else outs[0]
 
+    def run_many(self, batches):
+        """Yield the outputs of each preprocessed batch of ``batches`` (any iterable), in order. Backends that
+        can keep several batches in flight (OpenVINO's throughput streams) override it: for a stream of
+        batches it is the fast path, where ``run`` must finish one batch before the next starts."""
+        for batch in batches:
+            yield self.run(batch)
+
     def topk(self, inputs, k: int = 5) -> list:
         """Per image, the k best ``(label, probability)`` pairs (label = index when the model has none)."""
         logits = self.predict(inputs)
