@@ -173,12 +173,12 @@ def markdown(result: dict) -> str:
     return "\n".join(lines + ["", MARK_END])
 
 
-def write_doc(path: Path, section: str) -> None:
+def write_doc(path: Path, section: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
     """Put ``section`` in ``path`` in place of the last run's (between the markers), or at its end."""
     text = path.read_text() if path.exists() else ""
-    if MARK_BEGIN in text and MARK_END in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + section + rest.split(MARK_END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
