@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import openvino_routes  # noqa: E402  (its benchmark_app runner)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = next((p / "shared" / "data" / "imagenette-64" for p in REPO.parents
@@ -65,14 +66,9 @@ print(json.dumps({"fps": batch * len(calls) / sum(calls), "median_ms": 1000 * fl
 
 
 def benchmark_app(xml: Path, hint: str, batch: int, seconds: float, shape: tuple) -> dict:
-    """benchmark_app's throughput (FPS) and median latency (ms) for ``xml`` at ``batch``."""
-    exe = shutil.which("benchmark_app") or str(Path(sys.executable).parent / "benchmark_app")
-    c, h, w = shape
-    out = subprocess.run([exe, "-m", str(xml), "-d", "CPU", "-hint", hint, "-t", str(int(seconds)),
-                          "-shape", f"[{batch},{c},{h},{w}]"], capture_output=True, text=True, check=True).stdout
-    fps = float(re.search(r"Throughput:\s+([\d.]+) FPS", out).group(1))
-    median = float(re.search(r"Median:\s+([\d.]+) ms", out).group(1))
-    return {"fps": fps, "median_ms": median}
+    """benchmark_app's throughput (FPS) or median latency (ms) for ``xml`` at ``batch``."""
+    value = openvino_routes.bench_once(str(xml), [batch, *shape], hint, int(seconds))
+    return {"fps": value} if hint == "throughput" else {"median_ms": value}
 
 
 def runtime(artifact: Path, hint: str, batch: int, seconds: float) -> dict:
