@@ -36,7 +36,7 @@ class SharedQuantizer:
         self._backend = get_backend(model)
         self._model = _prepared(model)
         self._ready: dict = {}  # key -> (pipeline, step index, model, graph, statistics)
-        self._setups: dict = {}  # (settings but the ranges, model id) -> NNCF's quantizer setup
+        self._setups: dict = {}  # (settings but the ranges, model id) -> (model, NNCF's quantizer setup)
         pipelines = {}
         for key, kwargs in arguments.items():
             pipelines[key] = _pipeline(nncf, kwargs)
@@ -60,9 +60,9 @@ class SharedQuantizer:
 
                     def find(model, graph, own=own):
                         key = (signature, id(model))
-                        if key not in self._setups:
-                            self._setups[key] = own(model, graph)
-                        return copy.deepcopy(self._setups[key])
+                        if key not in self._setups:  # the model is kept too: its id must not be reused
+                            self._setups[key] = (model, own(model, graph))
+                        return copy.deepcopy(self._setups[key][1])
 
                     algorithm.find_quantization_setup = find
 
