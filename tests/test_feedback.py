@@ -38,6 +38,7 @@ def test_a_captured_int8_convert_prints_each_phase_once_and_no_library_lines(tmp
         "exporting to ONNX (opset 18)",
         "converting the ONNX to OpenVINO IR",
         "loading 32 calibration images from digits:train",
+        "collecting calibration statistics for 8 INT8 recipes",  # both stages' recipes, in shared passes
         "quantizing: recipe 1 of 5 (mixed+sq+minmax)",
         "quantizing: recipe 2 of 5 (mixed+no-sq+minmax)",
         "quantizing: recipe 3 of 5 (performance+sq+minmax)",
