@@ -460,9 +460,13 @@ def test_one_runtime_shared_by_eight_threads_matches_sequential_runs(fake_gpu, t
     rng = np.random.default_rng(1)
     inputs = [rng.normal(size=(int(rng.integers(1, 9)), 3, 32, 32)).astype(np.float32) for _ in range(64)]
     results, errors = {}, []
+    # All eight alive at once: a thread that ended could hand its ident to the next one, and the count of
+    # threads that set the device would then come out short on a busy machine.
+    together = threading.Barrier(8)
 
     def work(offset):
         try:
+            together.wait(timeout=60)
             for i in range(offset, len(inputs), 8):
                 results[i] = runtime.run(inputs[i])
         except Exception as exc:  # noqa: BLE001 - reported below
