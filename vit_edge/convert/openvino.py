@@ -75,8 +75,7 @@ class OpenVINOTarget(Target):
         record = OpenVINORecord(version=ov.__version__, weights="model.bin",
                                 compressed_to_fp16=job.precision == "fp16",
                                 float_precision=budget.get("float_precision"), **route)
-        job.manifest.openvino = record  # the parity run below loads the artifact as its runtime will
-        record.parity = check_parity(job, xml)
+        record.parity = check_parity(job, xml, record.float_precision)
         return Built(artifact=ARTIFACT, record=record)
 
 
@@ -133,7 +132,7 @@ def stable_names(model) -> None:
             op.set_friendly_name(name)
 
 
-def check_parity(job, xml) -> dict:
+def check_parity(job, xml, float_precision: str | None = None) -> dict:
     """Run the IR on the export-parity images and record the precision the CPU plugin really used.
 
     An FP32 IR must match torch within the export tolerance at f32 (the proof that f32 ran); fp16 and
@@ -144,7 +143,7 @@ def check_parity(job, xml) -> dict:
     batch, source = parity_images(job)
     with OpenVINORuntime(xml, preprocess=job.loaded.preprocess, precision=job.precision,
                          device=job.target_options.device or "CPU",
-                         inference_precision=getattr(job.manifest.openvino, "float_precision", None)) as runtime:
+                         inference_precision=float_precision) as runtime:  # as the artifact will run
         candidate = runtime.run(batch)
         info = runtime.info()
     result = {"images": len(batch), "data": source, "device": info["device"],

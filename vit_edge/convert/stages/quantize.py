@@ -361,7 +361,8 @@ def quantize_openvino(job, model, fp32_onnx=None):
     quantized, info = _run(job, model, "openvino", lambda batch: batch, evaluate,
                                        {op.get_friendly_name() for op in ops}, {op.get_type_name() for op in ops},
                                        infer=infer, coverage=coverage)
-    at_f32 = openvino_backend(model, onnx_name, "f32") if openvino_float_precision() != "f32" else None
+    at_f32 = openvino_backend(model, onnx_name, "f32") if job.int8.budget and openvino_float_precision() != "f32" \
+        else None  # only a budget asks the device
     quantized = compress_weights(budget.meet(job, quantized, info, graph, openvino_backend(model, onnx_name),
                                            calibration_for(job), at_f32))
     info["fake_quantize_nodes"] = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())

@@ -32,7 +32,7 @@ class SharedQuantizer:
     def __init__(self, nncf, model, dataset, arguments: dict):
         from nncf.common.utils.backend import get_backend
 
-        self._nncf, self._dataset = nncf, dataset
+        self._dataset = dataset
         self._backend = get_backend(model)
         self._model = _prepared(model)
         self._ready: dict = {}  # key -> (pipeline, step index, model, graph, statistics)
@@ -41,7 +41,7 @@ class SharedQuantizer:
         for key, kwargs in arguments.items():
             pipelines[key] = _pipeline(nncf, kwargs)
             self._share_setup(pipelines[key], _setup_signature(kwargs))
-        self._collect(pipelines)
+        self._walk(pipelines)
 
     def quantize(self, key):
         """The model quantized with the recipe ``key`` (its last pipeline step run now, on a copy)."""
@@ -66,7 +66,7 @@ class SharedQuantizer:
 
                     algorithm.find_quantization_setup = find
 
-    def _collect(self, pipelines: dict) -> None:
+    def _walk(self, pipelines: dict) -> None:
         from nncf.common.factory import build_graph
 
         steps = {key: p._remove_unsupported_algorithms(self._backend) for key, p in pipelines.items()}
