@@ -115,3 +115,51 @@ def test_the_budget_returns_an_operation_wholly_to_float_and_leaves_no_dead_quan
     activation_only = onnx_bypass(quantized, gemms[:1])
     node = next(n for n in activation_only.graph.node if n.name == gemms[0])
     assert node.input[1] not in {i.name for i in activation_only.graph.initializer}
+
+
+def _ranges(model, backend):
+    """Every activation quantizer's (op type of what it reads, its scale or low, zero point or high)."""
+    if backend == "onnx":
+        from onnx import numpy_helper
+
+        values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        producers = {out: n.op_type for n in model.graph.node for out in n.output}
+        return [(producers.get(n.input[0], "Input"), values[n.input[1]].ravel(), values[n.input[2]].ravel())
+                for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in values]
+    return [(op.input_value(0).get_node().get_type_name(), op.input_value(1).get_node().data.ravel(),
+             op.input_value(2).get_node().data.ravel())
+            for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
+            and op.input_value(0).get_node().get_type_name() != "Constant"]
+
+
+@pytest.mark.slow  # 4 NNCF quantizations: ~15 s
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_batched_statistics_passes_give_the_ranges_of_single_images(demo_onnx, backend):
+    """The recipe search feeds 8 images per statistics inference (NNCF's per-inference Python work is most of
+    a pass at batch 1). Global min/max ranges are those of single images everywhere. NNCF's batchwise
+    statistics take a tensor's first axis for the images, so the mean of per-image ranges is the single-image
+    one wherever that holds, and differs only at the demo's stacked q/k/v (a Transpose to [3, batch, ...])."""
+    from vit_edge.convert.stages.quantize import STATISTICS_BATCH, _nncf
+
+    nncf = _nncf()
+    model = _fp32(demo_onnx, backend)
+    feed = (lambda x: {model.graph.input[0].name: x}) if backend == "onnx" else None
+    batched = nncf.Dataset([np.concatenate(IMAGES[i:i + STATISTICS_BATCH])
+                            for i in range(0, len(IMAGES), STATISTICS_BATCH)], feed)
+    assert STATISTICS_BATCH > 1 and len(batched.get_inference_data.__self__._data_source) == 3
+    recipes = [("MIXED", 0.95, "minmax"), ("MIXED", -1.0, "mean-minmax")]
+
+    def arguments(key, batchwise):
+        kwargs = _arguments(nncf, *key)
+        kwargs["advanced_parameters"].batchwise_statistics = batchwise
+        return kwargs
+
+    one = shared_ptq.SharedQuantizer(nncf, model, _dataset(nncf, model, backend),
+                                     {key: arguments(key, False) for key in recipes})
+    eight = shared_ptq.SharedQuantizer(nncf, model, batched, {key: arguments(key, True) for key in recipes})
+    for key in recipes:
+        single, together = _ranges(one.quantize(key), backend), _ranges(eight.quantize(key), backend)
+        assert len(single) == len(together) >= 4
+        differ = [read for (read, *one_image), (_, *batch) in zip(single, together)
+                  if not all(np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(one_image, batch))]
+        assert differ == ([] if key[2] == "minmax" else ["Transpose"] * 4), key
