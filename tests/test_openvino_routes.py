@@ -91,6 +91,12 @@ def test_the_frontend_ir_holds_fp32_parity_with_a_dynamic_batch(fp32_routes):
     model = ov.Core().read_model(str(out / "model.xml"))
     assert model.inputs[0].get_partial_shape()[0].is_dynamic
     assert model.inputs[0].get_any_name() == "pixel_values" and model.outputs[0].get_any_name() == "logits"
+    # The class-token tail: the last block's MLP runs on one token, the others' on all 65.
+    assert export["class_token_tail"] is True and fp32_routes["onnx"][1]["export"].get("class_token_tail") is None
+    fc2 = {op.get_friendly_name().split("/")[0]: op.get_output_partial_shape(0) for op in model.get_ordered_ops()
+           if op.get_type_name() == "MatMul" and ".mlp.fc2" in op.get_friendly_name()}
+    assert fc2[f"__module.inner.vit.layers.{DEPTH - 1}.mlp.fc2"][1] == 1
+    assert fc2[f"__module.inner.vit.layers.{DEPTH - 2}.mlp.fc2"][1] == 1 + (64 // 8) ** 2
     # Beyond convert's own check: batches of 3 and 5 (neither compiled at load) against torch.
     runtime = runtimes.load(out, inference_precision="f32")
     batch, _ = next(load_images(str(IMAGENETTE / "val")).batches(runtime.preprocess, batch_size=8))

@@ -65,6 +65,8 @@ class ExportRecord(Record):
     fallback_from: list[str] | None = None  # why earlier exporters failed
     parity: ExportParity | None = None
     parity_other_sizes: list[ExportParity] | None = None  # --dynamic-size: the extra sizes checked
+    # The last block computes only the class token, all the head reads (convert/stages/class_token_tail.py).
+    class_token_tail: bool | None = None
 
 
 @dataclass(kw_only=True)

@@ -56,12 +56,17 @@ def convert_torch(job):
 
     from vit_edge.artifact import disk_error, interrupted
 
+    from vit_edge.convert.stages.class_token_tail import tail_module
+
     pre = job.loaded.preprocess
     h, w = pre.input_size
+    tail, why_not = tail_module(job.loaded.module, pre.channels, (h, w))
+    if tail is None:
+        log.info("class-token tail not used: %s", why_not)
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's TracerWarnings about Python-side shape checks
-            model = ov.convert_model(job.loaded.module, example_input=torch.randn(2, pre.channels, h, w),
+            model = ov.convert_model(tail or job.loaded.module, example_input=torch.randn(2, pre.channels, h, w),
                                      input=[ov.PartialShape([-1, pre.channels, h, w])])
     except Exception as exc:  # the frontend raises OpConversionFailure, tracer errors, anything
         if interrupted():
@@ -76,7 +81,7 @@ def convert_torch(job):
     name_by_weight(model, job.loaded.module)
     parity = _fp32_parity(job, model)
     job.manifest.export = ExportRecord(exporter=EXPORTER, dynamic_batch=True, dynamic_size=False, input=INPUT_NAME,
-                                       output=OUTPUT_NAME, parity=parity)
+                                       output=OUTPUT_NAME, parity=parity, class_token_tail=tail is not None)
     return model
 
 
