@@ -217,7 +217,7 @@ def _run(job, model, backend: str, feed, evaluate, node_names, op_types, *, symm
                 if infer is None:
                     advanced = arguments.pop("advanced")
                     return nncf.quantize(model, calibration, advanced_parameters=advanced, **arguments), info
-                return _search(job, nncf, model, feed, chosen, ignored, calib, infer, info,
+                return _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info,
                                symmetric_activations, coverage, candidate_hook)
             from vit_edge.convert.stages.accuracy_control import accuracy_controlled
 
@@ -229,7 +229,7 @@ def _run(job, model, backend: str, feed, evaluate, node_names, op_types, *, symm
         raise VitEdgeError(f"NNCF rejected the quantization settings: {first_line(exc)}") from None
 
 
-def _search(job, nncf, model, feed, chosen, ignored, calib, infer, info, symmetric_activations, coverage,
+def _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info, symmetric_activations, coverage,
             candidate_hook=None):
     """Quantize with each candidate recipe and keep the one closest to FP32 on held-out images
     (``candidate_hook(model)``: edits each candidate in place before it is scored, e.g. TensorRT's rules)."""
@@ -256,7 +256,7 @@ def _search(job, nncf, model, feed, chosen, ignored, calib, infer, info, symmetr
     # at batch 1 (fixture: 13.2 -> 6.6 s). Global min/max ranges are exactly the single-image ones; NNCF's
     # batchwise statistics read a tensor's first axis as the images, so the mean of per-image ranges (the
     # second stage's candidate) differs where it is not, e.g. timm's stacked q/k/v (tests/test_shared_ptq.py).
-    batched = nncf.Dataset(_Progress(list(calib.batches(STATISTICS_BATCH))), feed)
+    batched = nncf.Dataset(_Progress(list(calib.batches(STATISTICS_BATCH))), calibration._transform_func)
     with _quiet_stdout():
         shared = SharedQuantizer(nncf, model, batched, {r: _as_quantize_kwargs(arguments_for(r)) for r in every})
 
