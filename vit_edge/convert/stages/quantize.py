@@ -107,9 +107,6 @@ def _nncf():
     return nncf
 
 
-STATISTICS_BATCH = 8  # calibration images per statistics inference (per-image statistics all the same)
-
-
 class _Progress:
     """The calibration items, as an iterable that shows a tqdm bar for each pass NNCF makes over them.
 
@@ -245,20 +242,13 @@ def _search(job, nncf, model, calibration, chosen, ignored, calib, infer, info, 
                                            recipe.smooth_quant_alpha, "activation_range": recipe.activation_range},
                                     ignored, len(calib))
         keep_float_weights(arguments["advanced"])  # the budget edits them; compress_weights() stores them INT8
-        # Statistics per image although the passes feed STATISTICS_BATCH images per inference (see below).
-        arguments["advanced"].batchwise_statistics = True
         return arguments
 
     # Every recipe the search may try (the second stage's too) is measured in shared statistics passes.
     every = list(dict.fromkeys(candidates + [r for c in candidates for r in recipes.second_stage(c, fixed_range)]))
     phase(f"collecting calibration statistics for {len(every)} INT8 recipes")
-    # Batched passes: NNCF's per-inference work (a reduction per statistic point, in Python) is most of a pass
-    # at batch 1 (fixture: 13.2 -> 6.6 s). Global min/max ranges are exactly the single-image ones; NNCF's
-    # batchwise statistics read a tensor's first axis as the images, so the mean of per-image ranges (the
-    # second stage's candidate) differs where it is not, e.g. timm's stacked q/k/v (tests/test_shared_ptq.py).
-    batched = nncf.Dataset(_Progress(list(calib.batches(STATISTICS_BATCH))), calibration._transform_func)
     with _quiet_stdout():
-        shared = SharedQuantizer(nncf, model, batched, {r: _as_quantize_kwargs(arguments_for(r)) for r in every})
+        shared = SharedQuantizer(nncf, model, calibration, {r: _as_quantize_kwargs(arguments_for(r)) for r in every})
 
     def quantize(recipe):
         with _quiet_stdout():
