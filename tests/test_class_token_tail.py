@@ -80,3 +80,14 @@ def test_a_hugging_face_vit_classifier_gets_a_tail_and_other_tasks_do_not():
     assert dict(tail.named_parameters()).keys() == dict(model.named_parameters()).keys()
     features = HFImageModel(inner, task="features", classifier=True, interpolate=False).eval()
     assert tail_module(features, 3, (32, 32))[0] is None
+
+
+def test_a_tail_that_cannot_run_the_model_leaves_it_whole(monkeypatch):
+    from vit_edge.convert.stages import class_token_tail
+
+    def broken(block, x):
+        raise RuntimeError("shape '[2, 1, 3]' is invalid")
+
+    monkeypatch.setattr(class_token_tail, "_timm_last_block", broken)
+    tail, why_not = tail_module(_timm(), 3, (32, 32))
+    assert tail is None and "cannot run this model" in why_not and "RuntimeError" in why_not
