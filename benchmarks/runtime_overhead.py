@@ -41,10 +41,26 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = next((p / "shared" / "data" / "imagenette-64" for p in REPO.parents
              if (p / "shared" / "data" / "imagenette-64").is_dir()), None)
 
-_RUNTIME = """
-import json, sys, time
+_TIMERS = """
+import json, statistics, sys, time
 import numpy as np
 from vit_edge import runtimes
+def median_call_ms(call, end):
+    calls = []
+    while time.perf_counter() < end:
+        t = time.perf_counter(); call(); calls.append(time.perf_counter() - t)
+    return 1000 * statistics.median(calls)
+def run_many_fps(rt, x, end):
+    def batches():
+        while time.perf_counter() < end:
+            yield x
+    started, done = time.perf_counter(), 0
+    for _ in rt.run_many(batches()):
+        done += 1
+    return len(x) * done / (time.perf_counter() - started)
+"""
+
+_RUNTIME = _TIMERS + """
 artifact, hint, batch, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 rt = runtimes.load(artifact, hint=hint)
 h, w = rt.preprocess.input_size
@@ -52,31 +68,14 @@ x = np.random.default_rng(0).standard_normal((batch, rt.preprocess.channels, h, 
 for _ in range(20):
     rt.run(x)
 if hint == "throughput":  # a stream of batches, several in flight: run_many, as an application streaming images
-    end = time.perf_counter() + seconds
-    def batches():
-        while time.perf_counter() < end:
-            yield x
-    started, done = time.perf_counter(), 0
-    for _ in rt.run_many(batches()):
-        done += 1
-    elapsed = time.perf_counter() - started
-    print(json.dumps({"fps": batch * done / elapsed, "median_ms": 1000 * elapsed / done}))
-    sys.exit(0)
-calls = []
-end = time.perf_counter() + seconds
-while time.perf_counter() < end:
-    t = time.perf_counter()
-    rt.run(x)
-    calls.append(time.perf_counter() - t)
-print(json.dumps({"fps": batch * len(calls) / sum(calls), "median_ms": 1000 * float(np.median(calls))}))
+    print(json.dumps({"fps": run_many_fps(rt, x, time.perf_counter() + seconds)}))
+else:
+    print(json.dumps({"median_ms": median_call_ms(lambda: rt.run(x), time.perf_counter() + seconds)}))
 """
 
 
-_SAME_PROCESS = """
-import json, statistics, sys, time
-import numpy as np
+_SAME_PROCESS = _TIMERS + """
 import openvino as ov
-from vit_edge import runtimes
 artifact, rounds, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 result = {}
 for hint, batch in (("latency", 1), ("throughput", 8)):
@@ -88,16 +87,9 @@ for hint, batch in (("latency", 1), ("throughput", 8)):
     if hint == "latency":
         request = compiled.create_infer_request()
         def bare(end):
-            calls = []
-            while time.perf_counter() < end:
-                t = time.perf_counter(); request.infer({0: x}, share_inputs=True, share_outputs=True)
-                calls.append(time.perf_counter() - t)
-            return 1000 * statistics.median(calls)
+            return median_call_ms(lambda: request.infer({0: x}, share_inputs=True, share_outputs=True), end)
         def ours(end):
-            calls = []
-            while time.perf_counter() < end:
-                t = time.perf_counter(); rt.run(x); calls.append(time.perf_counter() - t)
-            return 1000 * statistics.median(calls)
+            return median_call_ms(lambda: rt.run(x), end)
     else:
         queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         def bare(end):
@@ -107,13 +99,7 @@ for hint, batch in (("latency", 1), ("throughput", 8)):
             queue.wait_all()
             return batch * done / (time.perf_counter() - started)
         def ours(end):
-            def batches():
-                while time.perf_counter() < end:
-                    yield x
-            started, done = time.perf_counter(), 0
-            for _ in rt.run_many(batches()):
-                done += 1
-            return batch * done / (time.perf_counter() - started)
+            return run_many_fps(rt, x, end)
     sides = {"bare": [], "runtime": []}
     for r in range(rounds):
         for name in (("bare", "runtime") if r % 2 == 0 else ("runtime", "bare")):
