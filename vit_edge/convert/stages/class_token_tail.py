@@ -65,25 +65,22 @@ def _timm_reads_class_token(model) -> bool:
                                                     "Attention" for b in model.blocks))
 
 
-class _Mirror:
-    """Registers a model's children, parameters and buffers under their own names (op names, weight names and
-    the budget's module names stay the model's)."""
-
-    @staticmethod
-    def adopt(wrapper, model) -> None:
-        for name, child in model.named_children():
-            wrapper.add_module(name, child)
-        for name, parameter in model.named_parameters(recurse=False):
-            wrapper.register_parameter(name, parameter)
-        for name, buffer in model.named_buffers(recurse=False):
-            wrapper.register_buffer(name, buffer)
-        object.__setattr__(wrapper, "model", model)  # not a submodule: its children are this one's
+def _adopt(wrapper, model) -> None:
+    """Register ``model``'s children, parameters and buffers on ``wrapper`` under their own names (op names,
+    weight names and the budget's module names stay the model's)."""
+    for name, child in model.named_children():
+        wrapper.add_module(name, child)
+    for name, parameter in model.named_parameters(recurse=False):
+        wrapper.register_parameter(name, parameter)
+    for name, buffer in model.named_buffers(recurse=False):
+        wrapper.register_buffer(name, buffer)
+    object.__setattr__(wrapper, "model", model)  # not a submodule: its children are this one's
 
 
 class _TimmTail(torch.nn.Module):
     def __init__(self, model):
         super().__init__()
-        _Mirror.adopt(self, model)
+        _adopt(self, model)
 
     def forward(self, x):
         model = self.model
@@ -113,7 +110,7 @@ def _timm_last_block(block, x):
 class _HFViTTail(torch.nn.Module):
     def __init__(self, wrapper):
         super().__init__()
-        _Mirror.adopt(self, wrapper)
+        _adopt(self, wrapper)
 
     def forward(self, pixel_values):
         vit = self.model.inner.vit

@@ -55,7 +55,6 @@ def convert_torch(job):
     import torch
 
     from vit_edge.artifact import disk_error, interrupted
-
     from vit_edge.convert.stages.class_token_tail import tail_module
 
     pre = job.loaded.preprocess
@@ -66,7 +65,8 @@ def convert_torch(job):
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's TracerWarnings about Python-side shape checks
-            model = ov.convert_model(tail or job.loaded.module, example_input=torch.randn(2, pre.channels, h, w),
+            model = ov.convert_model(job.loaded.module if tail is None else tail,
+                                     example_input=torch.randn(2, pre.channels, h, w),
                                      input=[ov.PartialShape([-1, pre.channels, h, w])])
     except Exception as exc:  # the frontend raises OpConversionFailure, tracer errors, anything
         if interrupted():
